@@ -1,0 +1,109 @@
+#!/usr/bin/env bun
+// The initrd builder: compiles init/ into one executable and packs the
+// minimal initrd around it. `bun build.ts --help` lists the options.
+import fs from "node:fs";
+import path from "node:path";
+import parseArgs from "yargs-parser";
+import { DEFAULT_MODULES } from "./lib/build/modules.ts";
+import { BuildError } from "./lib/build/tree.ts";
+import { buildInitrd, FLATCAR_VERITY_HASH_OFFSET, type Compression } from "./lib/build/initrd.ts";
+
+const HELP = `usage: bun build.ts [options]
+  --out FILE                 initrd to write (default dist/initrd.img)
+  --compress zstd|xz|gzip|none   (default zstd)
+  --compress-level N         compressor level (default: zstd 19, xz 6, gzip 9)
+  --kernel-version VER       kernel whose modules to ship (default: newest in --modules-root)
+  --modules-root DIR         default /lib/modules
+  --firmware-root DIR        default /lib/firmware
+  --add-modules a,b,...      extra modules by name, .ko path or directory (trailing /) under kernel/
+  --verity-hash-offset N     byte offset of the verity hash tree on /usr (default ${FLATCAR_VERITY_HASH_OFFSET}, Flatcar's)
+  --sysroot DIR              take busybox, kmod, veritysetup, dmsetup and their libraries from DIR (default /)
+  --busybox PATH             static busybox (default /bin/busybox)
+  --init-binary FILE         use an already compiled init instead of compiling init/main.ts
+  --target TARGET            bun --compile target (default bun-linux-x64)
+`;
+
+const ROOT = import.meta.dir;
+
+function fail(msg: string): never {
+  console.error(`build.ts: ${msg}`);
+  process.exit(2);
+}
+
+function num(name: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) fail(`--${name} expects a non-negative integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** Compiles the init; returns the path of the executable. */
+export async function compileInit(outfile: string, target = "bun-linux-x64"): Promise<string> {
+  fs.mkdirSync(path.dirname(outfile), { recursive: true });
+  const argv = [
+    process.execPath,
+    "build",
+    "--compile",
+    `--target=${target}`,
+    // A compiled app would read .env and bunfig.toml from the cwd (/) at boot.
+    "--no-compile-autoload-dotenv",
+    "--no-compile-autoload-bunfig",
+    "--minify",
+    "--bytecode",
+    `--outfile=${outfile}`,
+    path.join(ROOT, "init/main.ts"),
+  ];
+  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, BUN_BE_BUN: "1" } });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) fail(`compiling init/main.ts failed:\n${out}${err}`);
+  return outfile;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2), {
+    string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target"],
+    boolean: ["help"],
+    configuration: { "strip-dashed": true },
+  });
+  if (args.help) {
+    console.log(HELP);
+    return;
+  }
+  const known = new Set(["_", "out", "compress", "compressLevel", "kernelVersion", "modulesRoot", "firmwareRoot", "addModules", "verityHashOffset", "sysroot", "busybox", "initBinary", "target", "help"]);
+  for (const k of Object.keys(args)) if (!known.has(k)) fail(`unknown option --${k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}\n${HELP}`);
+  if (args._.length > 0) fail(`unexpected argument ${args._[0]}\n${HELP}`);
+  const compress = (args.compress ?? "zstd") as Compression;
+  if (!["zstd", "xz", "gzip", "none"].includes(compress)) fail(`--compress expects zstd, xz, gzip or none, got ${JSON.stringify(args.compress)}`);
+  const verityHashOffset = num("verity-hash-offset", args.verityHashOffset) ?? FLATCAR_VERITY_HASH_OFFSET;
+  if (verityHashOffset % 4096 !== 0 || verityHashOffset === 0) fail(`--verity-hash-offset must be a positive multiple of 4096, got ${verityHashOffset}`);
+  const out = path.resolve(args.out ?? path.join(ROOT, "dist/initrd.img"));
+
+  const t0 = performance.now();
+  const initBinary = args.initBinary ? path.resolve(args.initBinary) : await compileInit(path.join(ROOT, "dist/bunboot-init"), args.target);
+  if (!fs.existsSync(initBinary)) fail(`--init-binary ${initBinary} does not exist`);
+  const extra = (args.addModules ?? "").split(",").map((s: string) => s.trim()).filter(Boolean);
+  try {
+    const r = await buildInitrd({
+      initBinary,
+      out,
+      compress,
+      compressLevel: num("compress-level", args.compressLevel),
+      kernelVersion: args.kernelVersion,
+      modulesRoot: args.modulesRoot ?? "/lib/modules",
+      firmwareRoot: args.firmwareRoot ?? "/lib/firmware",
+      modules: [...DEFAULT_MODULES, ...extra],
+      sysroot: args.sysroot ?? "/",
+      busybox: args.busybox ?? "/bin/busybox",
+      verityHashOffset,
+    });
+    const mib = (n: number) => (n / 1048576).toFixed(1).padStart(7) + " MiB";
+    console.log(`initrd ${r.out} for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    for (const [component, size] of [...r.breakdown].sort((a, b) => b[1] - a[1])) console.log(`  ${component.padEnd(12)} ${mib(size)}`);
+    console.log(`  ${"total".padEnd(12)} ${mib(r.uncompressed)} uncompressed, ${mib(r.compressed)} ${compress}`);
+  } catch (e) {
+    if (e instanceof BuildError || (e instanceof Error && e.name === "ModuleSelectionError")) fail(e.message);
+    throw e;
+  }
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,148 @@
+// bunboot: the first-stage init (PID 1). The boot, top to bottom; each step
+// is one call into lib/ and logs its name and duration. See
+// shared/spec/boot-contract.md for the behaviour this follows.
+import fs from "node:fs";
+import { BREAKPOINTS, parseBootParams, splitCmdline, type BootParams } from "../lib/cmdline.ts";
+import { readConfig, type InitrdConfig } from "../lib/config.ts";
+import { waitForDevice } from "../lib/devices/wait.ts";
+import { emergencyShell, handleFailure, powerAction } from "../lib/emergency.ts";
+import { ModuleLoader } from "../lib/kmod.ts";
+import { log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
+import { mountEarly, mountSquashfsFile, mountSourceOf, mountUsrDevice, unmountBelow } from "../lib/mounts.ts";
+import { planUsr, type UsrPlan } from "../lib/plan.ts";
+import { startReaper } from "../lib/reaper.ts";
+import { handOverPxe, mountFullInitrd, NEW_ROOT, switchRoot, SYSUSR } from "../lib/switch-root.ts";
+import { DeviceManager } from "../lib/uevent/manager.ts";
+import { openUsrVerity } from "../lib/usr-verity.ts";
+import { reboot, RB } from "../lib/sys/index.ts";
+
+// Modules every boot needs whatever the hardware: sd_mod is not requested by
+// any modalias (Flatcar loads it explicitly); the rest back the mounts below.
+const BASE_MODULES = ["sd_mod", "loop", "dm_mod", "dm_verity", "squashfs", "overlay"];
+
+const modules = new ModuleLoader();
+const devices = new DeviceManager(modules);
+let params: BootParams | null = null;
+let config: InitrdConfig | null = null;
+let listening = false;
+
+async function breakpoint(name: (typeof BREAKPOINTS)[number]): Promise<void> {
+  if (!params) return;
+  if (params.earlyShell || params.breakpoints.includes(name)) {
+    log.info(`breakpoint ${name}: ${params.earlyShell ? "rd.earlyshell" : `rd.break=${name}`}`);
+    await emergencyShell(`breakpoint ${name}; exit to continue the boot`);
+  }
+}
+
+function readCommandLine(): BootParams {
+  const text = fs.readFileSync("/proc/cmdline", "utf8");
+  const parsed = parseBootParams(splitCmdline(text));
+  setVerbose(parsed.params.debug || parsed.params.earlyTrace);
+  params = parsed.params;
+  if (parsed.errors.length > 0) {
+    const first = parsed.errors[0]!;
+    const e = new Error(parsed.errors.map((x) => x.message).join("\n"));
+    (e as Error & { param?: string }).param = first.param;
+    throw e;
+  }
+  log.debug(`command line: ${text.trim()}`);
+  return parsed.params;
+}
+
+async function startDeviceManager(p: BootParams): Promise<void> {
+  if (!listening) {
+    devices.start();
+    listening = true;
+  }
+  const n = devices.coldplug();
+  log.debug(`coldplug: ${n} modaliases`);
+  await modules.load([...p.driverPre, ...BASE_MODULES], "base modules and rd.driver.pre");
+}
+
+async function findAndOpenUsr(plan: UsrPlan, p: BootParams, cfg: InitrdConfig): Promise<{ device: string | null }> {
+  switch (plan.kind) {
+    case "verity": {
+      const dataDev = await runStep("wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices));
+      await breakpoint("pre-verity");
+      return { device: await runStep("verity", () => openUsrVerity(dataDev, plan.rootHash, cfg.verityHashOffset)) };
+    }
+    case "plain": {
+      const dev = await runStep("wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices));
+      await breakpoint("pre-verity");
+      return { device: dev };
+    }
+    case "squashfs-file":
+      await breakpoint("pre-verity");
+      return { device: null };
+  }
+}
+
+async function boot(attempt: number): Promise<never> {
+  await runStep("early-mounts", () => {
+    mountEarly();
+    openSinks();
+    persistTo("/run/bunboot/log");
+  });
+  if (attempt === 1) log.info(`bunboot starting (PID ${process.pid})`);
+  else log.info(`boot attempt ${attempt}`);
+  // A retry starts from a clean state: the mounts of the failed attempt go.
+  if (attempt > 1) unmountBelow([NEW_ROOT, "/underlay", "/work", "/sysusr"]);
+
+  const p = await runStep("cmdline", readCommandLine);
+  const cfg = (config = readConfig());
+  const plan = await runStep("plan", () => planUsr(p, { hasUsrSquashfs: fs.existsSync("/usr.squashfs") }));
+  log.info(`/usr from ${plan.kind === "squashfs-file" ? plan.image : plan.kind === "verity" ? "dm-verity" : "a plain device"}`);
+
+  await breakpoint("pre-udev");
+  await runStep("device-manager", () => startDeviceManager(p));
+
+  const usr = await findAndOpenUsr(plan, p, cfg);
+  await breakpoint("pre-mount");
+  await runStep("mount-usr", () => {
+    if (plan.kind === "squashfs-file") mountSquashfsFile(plan.image, SYSUSR);
+    else mountUsrDevice(usr.device!, SYSUSR, plan.fsType, plan.options);
+  });
+  await runStep("full-initrd", () => {
+    mountFullInitrd();
+    if (plan.kind === "squashfs-file") handOverPxe(plan.image);
+  });
+  await modules.idle();
+  await breakpoint("pre-switch-root");
+  return runStep("switch-root", () => {
+    log.info(`/usr is ${mountSourceOf(NEW_ROOT + SYSUSR)} at ${SYSUSR}`);
+    devices.stop();
+    return switchRoot({ init: p.init ?? "/init", args: [], env: process.env });
+  });
+}
+
+function describe(e: unknown): { step: string; message: string; param?: string } {
+  const inner = e instanceof StepFailure ? e.cause : e;
+  const step = e instanceof StepFailure ? e.step : "unknown";
+  const message = inner instanceof Error ? inner.message : String(inner);
+  const param = (inner as { param?: string } | null)?.param;
+  return { step, message, param: typeof param === "string" ? param : undefined };
+}
+
+async function main(): Promise<never> {
+  // Ctrl-Alt-Del arrives as SIGINT once the kernel is told not to reboot
+  // by itself; a clean reboot syncs first.
+  try {
+    reboot(RB.DISABLE_CAD);
+  } catch {}
+  process.on("SIGINT", () => powerAction("reboot"));
+  process.on("SIGTERM", () => {});
+  // PID 1 must never exit: anything thrown outside the boot's own try is
+  // logged (the boot loop below handles failures of the boot itself).
+  process.on("uncaughtException", (e) => log.err(`unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : e}`));
+  process.on("unhandledRejection", (e) => log.err(`unexpected rejection: ${e instanceof Error ? (e.stack ?? e.message) : e}`));
+  startReaper();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await boot(attempt);
+    } catch (e) {
+      await handleFailure(describe(e), params, config?.buildId ?? "unknown");
+    }
+  }
+}
+
+void main();

@@ -1,0 +1,261 @@
+// Assembling the minimal initrd: the compiled init, the shim that starts it,
+// the few host tools it calls, their libraries, kernel modules with fresh
+// depmod indexes, static device nodes, and a config file; written as a
+// deterministic newc cpio and compressed with the system's compressor.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { createHash } from "node:crypto";
+import { encodeNewc } from "./cpio.ts";
+import { elfSection } from "./elf-section.ts";
+import { modinfoValues, parseBuiltin, parseModulesDep, selectModules } from "./modules.ts";
+import { BuildError, InitrdTree } from "./tree.ts";
+import { FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
+
+export type Compression = "zstd" | "xz" | "gzip" | "none";
+
+export interface BuildOptions {
+  initBinary: string;
+  out: string;
+  compress: Compression;
+  compressLevel?: number;
+  kernelVersion?: string;
+  modulesRoot: string;
+  firmwareRoot: string;
+  modules: readonly string[];
+  sysroot: string;
+  busybox: string;
+  verityHashOffset: number;
+  log?: (line: string) => void;
+}
+
+export const INIT_PATH = "/bin/bunboot-init";
+
+// The shim exists because a compiled Bun program aborts before any
+// JavaScript runs when /proc is missing (it reads /proc/self/exe). exec
+// keeps PID 1, so the Bun program is still the init.
+export const SHIM = `#!/bin/busybox sh
+/bin/busybox mount -t proc -o nosuid,nodev,noexec proc /proc || echo "bunboot shim: cannot mount /proc" >/dev/console
+exec ${INIT_PATH} "$@"
+`;
+
+// Host locations of the tools; the initrd path drops a leading /usr.
+const TOOLS: Array<[string[], string]> = [
+  [["/usr/bin/kmod", "/bin/kmod"], "/bin/kmod"],
+  [["/usr/sbin/veritysetup", "/sbin/veritysetup"], "/sbin/veritysetup"],
+  [["/usr/sbin/dmsetup", "/sbin/dmsetup"], "/sbin/dmsetup"],
+];
+const KMOD_LINKS = ["modprobe", "insmod", "rmmod", "lsmod", "modinfo"];
+
+export function newestKernel(modulesRoot: string): string {
+  let versions: string[] = [];
+  try {
+    versions = fs.readdirSync(modulesRoot).filter((v) => fs.existsSync(path.join(modulesRoot, v, "modules.dep")));
+  } catch {}
+  if (versions.length === 0) throw new BuildError(`no kernel modules in ${modulesRoot} (install linux-image-amd64 or pass --modules-root)`);
+  return versions.sort((a, b) => a.localeCompare(b, undefined, { numeric: true })).at(-1)!;
+}
+
+function firstExisting(tree: InitrdTree, candidates: string[]): string {
+  for (const c of candidates) if (tree.host.realpath(c)) return c;
+  throw new BuildError(`none of ${candidates.join(", ")} exists${tree.sysroot !== "/" ? ` in ${tree.sysroot}` : ""}: install the package that provides it (kmod, cryptsetup-bin, dmsetup)`);
+}
+
+function decompressModule(file: string): Uint8Array {
+  const tool = file.endsWith(".xz") ? ["xz", "-dc"] : file.endsWith(".zst") ? ["zstd", "-dcq"] : file.endsWith(".gz") ? ["gzip", "-dc"] : null;
+  if (!tool) return new Uint8Array(fs.readFileSync(file));
+  const r = Bun.spawnSync([...tool, file]);
+  if (r.exitCode !== 0) throw new BuildError(`decompressing ${file} failed: ${r.stderr.toString()}`);
+  return new Uint8Array(r.stdout);
+}
+
+function addModules(tree: InitrdTree, opts: BuildOptions, kver: string, log: (l: string) => void): { count: number; firmware: number } {
+  const src = path.join(opts.modulesRoot, kver);
+  const read = (f: string) => (fs.existsSync(path.join(src, f)) ? fs.readFileSync(path.join(src, f), "utf8") : "");
+  const index = parseModulesDep(read("modules.dep"), read("modules.softdep"));
+  const builtin = parseBuiltin(read("modules.builtin"));
+  const selected = selectModules(index, opts.modules, builtin);
+
+  // depmod needs the modules on disk, so stage them in a scratch tree.
+  const stage = fs.mkdtempSync(path.join(os.tmpdir(), "bunboot-modules-"));
+  try {
+    const dst = path.join(stage, "lib/modules", kver);
+    const firmware = new Set<string>();
+    const relPaths: string[] = [];
+    for (const name of selected) {
+      const rel = index.paths.get(name)!;
+      const data = decompressModule(path.join(src, rel));
+      const outRel = rel.replace(/\.(xz|zst|gz)$/, "");
+      relPaths.push(outRel);
+      fs.mkdirSync(path.dirname(path.join(dst, outRel)), { recursive: true });
+      fs.writeFileSync(path.join(dst, outRel), data);
+      const info = elfSection(data, ".modinfo");
+      if (info) for (const fw of modinfoValues(info, "firmware")) firmware.add(fw);
+    }
+    for (const f of ["modules.builtin", "modules.builtin.modinfo"]) {
+      if (fs.existsSync(path.join(src, f))) fs.copyFileSync(path.join(src, f), path.join(dst, f));
+    }
+    // modules.order decides which of two modules claiming an alias wins; keep the kernel's order.
+    const order = read("modules.order").split("\n").map((l) => l.replace(/\.(xz|zst|gz)$/, ""));
+    const keep = new Set(relPaths);
+    fs.writeFileSync(path.join(dst, "modules.order"), order.filter((l) => keep.has(l)).join("\n") + "\n");
+    const depmod = Bun.spawnSync(["/sbin/depmod", "-b", stage, kver]);
+    if (depmod.exitCode !== 0) throw new BuildError(`depmod failed: ${depmod.stderr.toString()}`);
+    for (const f of walk(dst)) {
+      const rel = path.relative(stage, f);
+      tree.file("/" + rel, new Uint8Array(fs.readFileSync(f)), 0o644, "modules");
+    }
+    let fwCount = 0;
+    for (const fw of [...firmware].sort()) {
+      for (const ext of ["", ".zst", ".xz"]) {
+        const p = path.join(opts.firmwareRoot, fw + ext);
+        if (fs.existsSync(p)) {
+          tree.file(`/lib/firmware/${fw}${ext}`, new Uint8Array(fs.readFileSync(p)), 0o644, "firmware");
+          fwCount++;
+          break;
+        }
+      }
+    }
+    log(`modules: ${selected.length} for ${kver} (${firmware.size} firmware files declared, ${fwCount} present and included)`);
+    return { count: selected.length, firmware: fwCount };
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
+}
+
+function* walk(dir: string): Generator<string> {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) yield* walk(p);
+    else yield p;
+  }
+}
+
+function addSkeleton(tree: InitrdTree): void {
+  // The directories of the boot contract; /usr stays empty (the real /usr
+  // is mounted at /sysusr/usr).
+  for (const d of ["/bin", "/sbin", "/dev", "/etc", "/lib", "/proc", "/sys", "/run", "/tmp", "/usr", "/sysusr/usr", "/underlay", "/work", "/realinit", "/oem", "/root"]) {
+    tree.dir(d);
+  }
+  tree.dir("/tmp", 0o1777);
+  // The kernel opens /dev/console for init's stdio before anything mounts
+  // devtmpfs; without these nodes early output is lost.
+  tree.node("/dev/console", "chardev", 0o600, 5, 1);
+  tree.node("/dev/null", "chardev", 0o666, 1, 3);
+  tree.node("/dev/zero", "chardev", 0o666, 1, 5);
+  tree.node("/dev/tty", "chardev", 0o666, 5, 0);
+  tree.node("/dev/random", "chardev", 0o666, 1, 8);
+  tree.node("/dev/urandom", "chardev", 0o666, 1, 9);
+  tree.node("/dev/kmsg", "chardev", 0o644, 1, 11);
+  tree.file("/etc/passwd", new TextEncoder().encode("root:x:0:0:root:/root:/bin/sh\n"), 0o644, "skeleton");
+  tree.file("/etc/group", new TextEncoder().encode("root:x:0:\ntty:x:5:\n"), 0o644, "skeleton");
+  tree.file("/etc/initrd-release", new TextEncoder().encode('NAME="bunboot minimal initrd"\nID=bunboot\n'), 0o644, "skeleton");
+}
+
+function addBusybox(tree: InitrdTree, busybox: string): void {
+  tree.hostBinary(busybox, "/bin/busybox", "tools");
+  const r = Bun.spawnSync([path.join(tree.sysroot, busybox), "--list-full"]);
+  if (r.exitCode !== 0) throw new BuildError(`${busybox} --list-full failed: is it busybox?`);
+  const kmodNames = new Set(KMOD_LINKS.concat(["depmod"]));
+  for (const applet of r.stdout.toString().split("\n").filter(Boolean)) {
+    // kmod's tools win over busybox's applets of the same name.
+    if (kmodNames.has(path.basename(applet))) continue;
+    const p = "/" + applet.replace(/^usr\//, "");
+    if (p === "/bin/busybox" || p === "/init" || p.startsWith("/linuxrc")) continue;
+    tree.symlink(p, "/bin/busybox", "tools");
+  }
+}
+
+export interface BuildResult {
+  out: string;
+  kernelVersion: string;
+  buildId: string;
+  breakdown: Map<string, number>;
+  uncompressed: number;
+  compressed: number;
+}
+
+export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const kver = opts.kernelVersion ?? newestKernel(opts.modulesRoot);
+  if (!fs.existsSync(path.join(opts.modulesRoot, kver, "modules.dep"))) {
+    throw new BuildError(`--kernel-version ${kver}: no ${path.join(opts.modulesRoot, kver, "modules.dep")}; installed: ${safeList(opts.modulesRoot)}`);
+  }
+  const tree = new InitrdTree(opts.sysroot);
+  addSkeleton(tree);
+  const init = fs.readFileSync(opts.initBinary);
+  tree.file(INIT_PATH, new Uint8Array(init.buffer, init.byteOffset, init.byteLength), 0o755, "bun init");
+  tree.file("/init", new TextEncoder().encode(SHIM), 0o755, "skeleton");
+  addBusybox(tree, opts.busybox);
+  for (const [candidates, dest] of TOOLS) tree.hostBinary(firstExisting(tree, candidates), dest, "tools");
+  for (const l of KMOD_LINKS) tree.symlink(`/sbin/${l}`, "/bin/kmod", "tools");
+  // The compiled init is a glibc program too: its libraries join the closure.
+  tree.addLibraries();
+  addModules(tree, opts, kver, log);
+
+  const buildId = createHash("sha256")
+    .update(
+      Buffer.concat(
+        encodeNewc(tree.list())
+          .filter((p) => p.length < 1 << 20)
+          .map((p) => Buffer.from(p)),
+      ),
+    )
+    .update(String(init.length))
+    .digest("hex")
+    .slice(0, 16);
+  const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver };
+  tree.file("/etc/bunboot/config.json", new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), 0o644, "skeleton");
+
+  const parts = encodeNewc(tree.list());
+  const uncompressed = parts.reduce((n, p) => n + p.length, 0);
+  fs.mkdirSync(path.dirname(opts.out), { recursive: true });
+  await compressTo(parts, opts.out, opts.compress, opts.compressLevel);
+  const compressed = fs.statSync(opts.out).size;
+  return { out: opts.out, kernelVersion: kver, buildId, breakdown: tree.breakdown(), uncompressed, compressed };
+}
+
+function safeList(dir: string): string {
+  try {
+    return fs.readdirSync(dir).join(", ") || "none";
+  } catch {
+    return "none";
+  }
+}
+
+export function compressorArgv(kind: Compression, level?: number): string[] | null {
+  switch (kind) {
+    case "zstd":
+      return ["zstd", "-q", "-c", "-T0", `-${level ?? 19}`];
+    case "xz":
+      // The kernel's xz decoder only knows CRC32 checks.
+      return ["xz", "-q", "-c", "-T0", "--check=crc32", `-${level ?? 6}`];
+    case "gzip":
+      return ["gzip", "-c", "-n", `-${level ?? 9}`];
+    case "none":
+      return null;
+  }
+}
+
+export async function compressTo(parts: Uint8Array[], out: string, kind: Compression, level?: number): Promise<void> {
+  const argv = compressorArgv(kind, level);
+  if (!argv) {
+    const fd = fs.openSync(out, "w");
+    try {
+      for (const p of parts) fs.writeSync(fd, p);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return;
+  }
+  const proc = Bun.spawn(argv, { stdin: "pipe", stdout: Bun.file(out), stderr: "pipe" });
+  for (const p of parts) {
+    proc.stdin.write(p);
+    await proc.stdin.flush();
+  }
+  await proc.stdin.end();
+  const code = await proc.exited;
+  if (code !== 0) throw new BuildError(`${argv.join(" ")} failed (${code}): ${await new Response(proc.stderr).text()}`);
+}
+
+export { FLATCAR_VERITY_HASH_OFFSET };

@@ -1,0 +1,136 @@
+// Kernel module selection for the initrd. Pure: it reads the text of
+// modules.dep and modules.softdep and answers which module files to ship.
+
+/**
+ * Flatcar's minimal-initrd set: whatever finds and opens /usr (storage
+ * controllers of clouds and bare metal, dm-verity, loop, the filesystems /usr
+ * and the full initrd use) and whatever the emergency console needs (USB
+ * keyboards, virtio console). Entries ending in "/" are directories under
+ * kernel/, the others module names.
+ */
+export const DEFAULT_MODULES: readonly string[] = [
+  "drivers/ata/",
+  "drivers/nvme/host/",
+  "drivers/scsi/",
+  "drivers/virtio/",
+  "drivers/mmc/core/",
+  "drivers/mmc/host/",
+  "drivers/message/fusion/",
+  "drivers/hv/",
+  "drivers/usb/host/",
+  "drivers/usb/storage/",
+  "loop",
+  "virtio_blk",
+  "xen_blkfront",
+  "nvme",
+  "dm_mod",
+  "dm_verity",
+  "sd_mod",
+  "sr_mod",
+  "virtio_console",
+  "hid_generic",
+  "usbhid",
+  "btrfs",
+  "ext4",
+  "squashfs",
+  "overlay",
+  "erofs",
+];
+
+export interface ModuleIndex {
+  /** module name (underscores) -> path relative to /lib/modules/<kver>/ */
+  paths: Map<string, string>;
+  /** module name -> names of modules it depends on */
+  deps: Map<string, string[]>;
+  /** module name -> soft dependencies (pre: and post:) */
+  softdeps: Map<string, string[]>;
+}
+
+/** "kernel/fs/ext4/ext4.ko.xz" -> "ext4"; kmod treats "-" and "_" alike. */
+export function moduleName(path: string): string {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  return base.replace(/\.ko(\.(xz|zst|gz))?$/, "").replace(/-/g, "_");
+}
+
+export function parseModulesDep(text: string, softdepText = ""): ModuleIndex {
+  const paths = new Map<string, string>();
+  const deps = new Map<string, string[]>();
+  for (const line of text.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    const path = line.slice(0, colon).trim();
+    const name = moduleName(path);
+    paths.set(name, path);
+    deps.set(name, line.slice(colon + 1).trim().split(/\s+/).filter(Boolean).map(moduleName));
+  }
+  const softdeps = new Map<string, string[]>();
+  for (const line of softdepText.split("\n")) {
+    const words = line.trim().split(/\s+/);
+    if (words[0] !== "softdep" || !words[1]) continue;
+    const name = words[1].replace(/-/g, "_");
+    const list = softdeps.get(name) ?? [];
+    for (const w of words.slice(2)) if (w !== "pre:" && w !== "post:") list.push(w.replace(/-/g, "_"));
+    softdeps.set(name, list);
+  }
+  return { paths, deps, softdeps };
+}
+
+export class ModuleSelectionError extends Error {}
+
+/**
+ * Expands the requested entries (directories, names, or paths of .ko files
+ * inside the tree) to module names, then adds every hard and soft
+ * dependency. Names that are built into the kernel are fine and dropped.
+ * Soft dependencies that do not exist are skipped (they are optional by
+ * nature); a requested module that exists nowhere is an error.
+ */
+export function selectModules(index: ModuleIndex, requested: readonly string[], builtin: ReadonlySet<string>): string[] {
+  const wanted = new Set<string>();
+  const missing: string[] = [];
+  for (const entry of requested) {
+    if (entry.endsWith("/")) {
+      const prefix = "kernel/" + entry;
+      let any = false;
+      for (const [name, path] of index.paths) {
+        if (path.startsWith(prefix)) {
+          wanted.add(name);
+          any = true;
+        }
+      }
+      // A directory that this kernel does not have (no such hardware
+      // support configured) is not an error for the default list.
+      if (!any) continue;
+    } else {
+      const name = moduleName(entry);
+      if (index.paths.has(name)) wanted.add(name);
+      else if (!builtin.has(name)) missing.push(entry);
+    }
+  }
+  if (missing.length > 0) {
+    throw new ModuleSelectionError(`kernel module(s) not found in modules.dep and not built in: ${missing.join(", ")}`);
+  }
+  const out = new Set<string>();
+  const stack = [...wanted];
+  while (stack.length > 0) {
+    const name = stack.pop()!;
+    if (out.has(name) || !index.paths.has(name)) continue;
+    out.add(name);
+    for (const d of index.deps.get(name) ?? []) stack.push(d);
+    for (const d of index.softdeps.get(name) ?? []) stack.push(d);
+  }
+  return [...out].sort();
+}
+
+/** Names of built-in modules from modules.builtin ("kernel/fs/ext4/ext4.ko" lines). */
+export function parseBuiltin(text: string): Set<string> {
+  return new Set(text.split("\n").filter(Boolean).map(moduleName));
+}
+
+/** The "firmware=" entries of a module's .modinfo section contents. */
+export function modinfoValues(modinfo: Uint8Array, key: string): string[] {
+  const out: string[] = [];
+  for (const field of new TextDecoder().decode(modinfo).split("\0")) {
+    if (field.startsWith(key + "=")) out.push(field.slice(key.length + 1));
+  }
+  return out;
+}

@@ -1,0 +1,41 @@
+// Facts the builder bakes into the initrd (/etc/bunboot/config.json), read
+// once at boot. Kept small: everything a user can change at boot time comes
+// from the command line instead.
+import fs from "node:fs";
+
+export const CONFIG_PATH = "/etc/bunboot/config.json";
+/** Flatcar's hash offset: 260094 data blocks of 4096 bytes. */
+export const FLATCAR_VERITY_HASH_OFFSET = 1065345024;
+
+export interface InitrdConfig {
+  /** Byte offset of the verity superblock on the /usr partition. */
+  verityHashOffset: number;
+  /** Identifies the build in failure messages (sha256 prefix of the inputs). */
+  buildId: string;
+  kernelVersion: string;
+}
+
+export function parseConfig(text: string, where = CONFIG_PATH): InitrdConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${where}: not valid JSON (${e instanceof Error ? e.message : e})`);
+  }
+  const o = (raw ?? {}) as Record<string, unknown>;
+  const off = o.verityHashOffset ?? FLATCAR_VERITY_HASH_OFFSET;
+  if (typeof off !== "number" || !Number.isSafeInteger(off) || off <= 0 || off % 512 !== 0) {
+    throw new Error(`${where}: verityHashOffset must be a positive multiple of 512, got ${JSON.stringify(off)}`);
+  }
+  return { verityHashOffset: off, buildId: String(o.buildId ?? "unknown"), kernelVersion: String(o.kernelVersion ?? "unknown") };
+}
+
+export function readConfig(): InitrdConfig {
+  let text = "{}";
+  try {
+    text = fs.readFileSync(CONFIG_PATH, "utf8");
+  } catch {
+    // an initrd built by hand without a config gets Flatcar's defaults
+  }
+  return parseConfig(text);
+}

@@ -1,0 +1,56 @@
+// Module loading through kmod's modprobe (never busybox's: it ignores
+// blacklists and alias globs). Requests are batched: while one modprobe runs,
+// new aliases queue up and the next run takes them all, so a coldplug of a
+// few hundred devices costs a handful of processes, not hundreds.
+import { log } from "./log.ts";
+import { run } from "./spawn.ts";
+
+export const MODPROBE = "/sbin/modprobe";
+
+export class ModuleLoader {
+  private queue = new Set<string>();
+  private seen = new Set<string>();
+  private running: Promise<void> | null = null;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly modprobe = MODPROBE) {}
+
+  /** Queues aliases or module names; each one is asked for once per boot. */
+  request(names: Iterable<string>): void {
+    let added = false;
+    for (const n of names) {
+      if (!n || this.seen.has(n)) continue;
+      this.seen.add(n);
+      this.queue.add(n);
+      added = true;
+    }
+    if (added && !this.running) this.running = this.drain();
+  }
+
+  /** Loads modules now and reports the ones modprobe could not load. */
+  async load(names: string[], why: string): Promise<void> {
+    if (names.length === 0) return;
+    const r = await run([this.modprobe, "-b", "-a", "--", ...names], { what: `load ${why}` });
+    if (r.code !== 0) {
+      log.warn(`modprobe ${names.join(" ")} (${why}) exited ${r.code}: ${r.stderr.trim() || "no message"}`);
+    }
+  }
+
+  /** Resolves when no modprobe is running and nothing is queued. */
+  idle(): Promise<void> {
+    if (!this.running && this.queue.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.size > 0) {
+      const batch = [...this.queue];
+      this.queue.clear();
+      // -q: most modaliases have no driver at all, which is not an error.
+      const r = await run([this.modprobe, "-b", "-q", "-a", "--", ...batch], { what: `modalias batch of ${batch.length}` });
+      if (r.code !== 0 && r.stderr.trim()) log.debug(`modprobe batch: ${r.stderr.trim()}`);
+    }
+    this.running = null;
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+}

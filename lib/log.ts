@@ -1,0 +1,134 @@
+// Logging for PID 1: every line goes to the kernel log (/dev/kmsg, so it is
+// in dmesg next to the kernel's own timestamps) and to the console; debug
+// lines reach the console only with rd.debug/rd.earlytrace. A copy is kept
+// in memory and flushed to /run/bunboot/log once /run exists, for the
+// emergency shell.
+import fs from "node:fs";
+
+export type Level = "err" | "warn" | "info" | "debug";
+const KMSG_PRIO: Record<Level, number> = { err: 3, warn: 4, info: 6, debug: 7 };
+// kmsg truncates records around 1 KiB; keep lines well below it.
+const MAX_LINE = 900;
+
+let kmsgFd: number | null = null;
+let consoleFd: number | null = null;
+let verbose = false;
+let logFile: number | null = null;
+const backlog: string[] = [];
+const startMs = performance.now();
+let step = "init";
+
+export function setVerbose(on: boolean): void {
+  verbose = on;
+}
+export function isVerbose(): boolean {
+  return verbose;
+}
+
+/** Opens the sinks; called once /dev is mounted (before that, stderr is the console). */
+export function openSinks(): void {
+  try {
+    kmsgFd ??= fs.openSync("/dev/kmsg", "w");
+  } catch {
+    kmsgFd = null;
+  }
+  try {
+    consoleFd ??= fs.openSync("/dev/console", "w");
+  } catch {
+    consoleFd = null;
+  }
+}
+
+/** Starts writing the in-memory log to a file (under /run) and keeps appending to it. */
+export function persistTo(path: string): void {
+  try {
+    fs.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    logFile = fs.openSync(path, "a");
+    fs.writeSync(logFile, backlog.join(""));
+  } catch {
+    logFile = null;
+  }
+}
+
+function uptime(): string {
+  return ((performance.now() - startMs) / 1000).toFixed(3);
+}
+
+function emit(level: Level, text: string): void {
+  for (const raw of text.split("\n")) {
+    const line = raw.length > MAX_LINE ? raw.slice(0, MAX_LINE) + "…" : raw;
+    const body = `bunboot[${step}]: ${line}`;
+    const record = `[${uptime()}] ${level === "info" ? "" : level + ": "}${body}\n`;
+    backlog.push(record);
+    if (backlog.length > 5000) backlog.shift();
+    if (logFile !== null) safeWrite(logFile, record);
+    if (kmsgFd !== null) safeWrite(kmsgFd, `<${KMSG_PRIO[level]}>${body}\n`);
+    const toConsole = level !== "debug" || verbose;
+    // When kmsg is open and the level is shown by the kernel on the console
+    // anyway (err/warn with the default loglevel), don't print it twice.
+    if (toConsole) {
+      const consoleLine = level === "info" || level === "debug" ? `bunboot: ${line}\n` : `bunboot: ${level === "err" ? "ERROR" : "warning"}: ${line}\n`;
+      if (consoleFd !== null) safeWrite(consoleFd, consoleLine);
+      else safeWrite(2, consoleLine);
+    }
+  }
+}
+
+function safeWrite(fd: number, s: string): void {
+  try {
+    fs.writeSync(fd, s);
+  } catch {
+    // A full or broken sink must never take PID 1 down.
+  }
+}
+
+export const log = {
+  err: (t: string) => emit("err", t),
+  warn: (t: string) => emit("warn", t),
+  info: (t: string) => emit("info", t),
+  debug: (t: string) => {
+    if (verbose) emit("debug", t);
+    else backlog.push(`[${uptime()}] debug: bunboot[${step}]: ${t}\n`);
+  },
+};
+
+/** Raw text to the console only (prompts, progress), no prefix. */
+export function consoleWrite(text: string): void {
+  if (consoleFd !== null) safeWrite(consoleFd, text);
+  else safeWrite(2, text);
+}
+
+export function currentStep(): string {
+  return step;
+}
+
+/**
+ * Runs one named boot step: the name prefixes every line logged inside it,
+ * and its duration is logged at the end (the benchmark reads these lines).
+ */
+export async function runStep<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
+  const previous = step;
+  step = name;
+  const t0 = performance.now();
+  log.debug(`step ${name}: start`);
+  try {
+    const result = await fn();
+    log.info(`step ${name}: done in ${(performance.now() - t0).toFixed(0)} ms`);
+    return result;
+  } catch (e) {
+    if (e instanceof StepFailure) throw e;
+    throw new StepFailure(name, e);
+  } finally {
+    step = previous;
+  }
+}
+
+/** An error tagged with the boot step it happened in. */
+export class StepFailure extends Error {
+  constructor(
+    readonly step: string,
+    override readonly cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}

@@ -1,0 +1,229 @@
+// The only module that touches bun:ffi. Every raw syscall the init needs is
+// declared here once with its C signature and wrapped in a typed function that
+// throws SysError (with errno name) instead of returning -1, so callers never
+// see pointers or integer error codes.
+import { dlopen, FFIType, ptr, read } from "bun:ffi";
+
+const { i32, u32, u64, ptr: P } = FFIType;
+
+// Loaded lazily: host-side tools import modules that import this file without
+// ever making a syscall, and dlopen would fail on a non-glibc host.
+let libc: ReturnType<typeof open> | undefined;
+function open() {
+  return dlopen("libc.so.6", {
+    mount: { args: [P, P, P, u64, P], returns: i32 },
+    umount2: { args: [P, i32], returns: i32 },
+    chroot: { args: [P], returns: i32 },
+    socket: { args: [i32, i32, i32], returns: i32 },
+    bind: { args: [i32, P, u32], returns: i32 },
+    setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
+    poll: { args: [P, u64, i32], returns: i32 },
+    close: { args: [i32], returns: i32 },
+    ioctl: { args: [i32, u64, u64], returns: i32 },
+    reboot: { args: [i32], returns: i32 },
+    sync: { args: [], returns: FFIType.void },
+    mknod: { args: [P, u32, u64], returns: i32 },
+    getpid: { args: [], returns: i32 },
+    setsid: { args: [], returns: i32 },
+    waitpid: { args: [i32, P, i32], returns: i32 },
+    __errno_location: { args: [], returns: P },
+  });
+}
+function c() {
+  libc ??= open();
+  return libc.symbols;
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 9: "EBADF", 11: "EAGAIN",
+  12: "ENOMEM", 13: "EACCES", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR",
+  22: "EINVAL", 24: "EMFILE", 25: "ENOTTY", 28: "ENOSPC", 30: "EROFS", 38: "ENOSYS", 39: "ENOTEMPTY",
+  61: "ENODATA", 74: "EBADMSG", 95: "EOPNOTSUPP", 110: "ETIMEDOUT", 117: "EUCLEAN",
+};
+const ERRNO_TEXT: Record<string, string> = {
+  EPERM: "operation not permitted", ENOENT: "no such file or directory", EIO: "input/output error",
+  ENXIO: "no such device or address", EBUSY: "device or resource busy", ENODEV: "no such device (filesystem type or driver not available)",
+  EINVAL: "invalid argument", ENOTDIR: "not a directory", EACCES: "permission denied", ENOMEM: "out of memory",
+  ENOSPC: "no space left on device", EROFS: "read-only file system", EEXIST: "file exists", ENOTTY: "inappropriate ioctl for device",
+  EBADMSG: "bad message (corrupt data)", EUCLEAN: "structure needs cleaning (corrupt filesystem)", ENOSYS: "function not implemented",
+};
+
+export class SysError extends Error {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+    readonly detail: string,
+  ) {
+    const code = ERRNO_NAMES[errno] ?? `errno ${errno}`;
+    super(`${call}(${detail}): ${ERRNO_TEXT[code] ?? code} (${code})`);
+  }
+  get code(): string {
+    return ERRNO_NAMES[this.errno] ?? `errno ${this.errno}`;
+  }
+}
+
+function errno(): number {
+  const p = c().__errno_location();
+  return p === null ? 0 : read.i32(p, 0);
+}
+
+function check(ret: number | bigint, call: string, detail: string): number {
+  const n = Number(ret);
+  if (n < 0) throw new SysError(call, errno(), detail);
+  return n;
+}
+
+// NUL-terminated copy of a JS string for C; kept referenced by the caller's
+// frame for the duration of the call.
+function cstr(s: string): Buffer {
+  return Buffer.from(s + "\0", "utf8");
+}
+
+export { MS_FLAGS as MS } from "../msflags.ts";
+
+export function mount(source: string, target: string, fstype: string | null, flags: number, data: string | null): void {
+  const s = cstr(source), t = cstr(target), f = fstype === null ? null : cstr(fstype), d = data === null ? null : cstr(data);
+  check(
+    c().mount(ptr(s), ptr(t), f === null ? null : ptr(f), flags, d === null ? null : ptr(d)),
+    "mount",
+    `${source} on ${target}${fstype ? ` type ${fstype}` : ""}${data ? ` -o ${data}` : ""}`,
+  );
+}
+
+export const MNT_DETACH = 2;
+export function umount(target: string, flags = 0): void {
+  const t = cstr(target);
+  check(c().umount2(ptr(t), flags), "umount", target);
+}
+
+export function chroot(path: string): void {
+  const p = cstr(path);
+  check(c().chroot(ptr(p)), "chroot", path);
+}
+
+export function close(fd: number): void {
+  c().close(fd);
+}
+
+export function sync(): void {
+  c().sync();
+}
+
+export function getpid(): number {
+  return c().getpid();
+}
+
+export function setsid(): number {
+  return check(c().setsid(), "setsid", "");
+}
+
+const S_IFCHR = 0o020000, S_IFBLK = 0o060000;
+export function mknod(path: string, kind: "char" | "block", mode: number, major: number, minor: number): void {
+  const p = cstr(path);
+  // glibc's makedev() encoding of dev_t.
+  const dev = (BigInt(major & 0xfff) << 8n) | BigInt(minor & 0xff) | (BigInt(minor & ~0xff) << 12n) | (BigInt(major & ~0xfff) << 32n);
+  check(c().mknod(ptr(p), (kind === "char" ? S_IFCHR : S_IFBLK) | mode, dev), "mknod", path);
+}
+
+// ioctl with an integer argument or a pointer to a buffer the kernel reads/writes.
+export function ioctl(fd: number, request: number, arg: number | Uint8Array, what: string): number {
+  const a = typeof arg === "number" ? arg : ptr(arg);
+  return check(c().ioctl(fd, request, a), "ioctl", what);
+}
+
+const WNOHANG = 1;
+/** Reaps one specific child if it has exited; returns whether it did. */
+export function reapIfExited(pid: number): boolean {
+  const status = new Uint8Array(4);
+  return Number(c().waitpid(pid, ptr(status), WNOHANG)) === pid;
+}
+
+// --- reboot(2) ---
+export const RB = {
+  AUTOBOOT: 0x01234567,
+  HALT_SYSTEM: 0xcdef0123,
+  POWER_OFF: 0x4321fedc,
+  DISABLE_CAD: 0,
+  ENABLE_CAD: 0x89abcdef | 0,
+} as const;
+export function reboot(cmd: number): void {
+  check(c().reboot(cmd | 0), "reboot", `0x${(cmd >>> 0).toString(16)}`);
+}
+
+// --- poll(2) ---
+export const POLLIN = 1;
+/** Waits until fd is readable; false on timeout. */
+export function pollIn(fd: number, timeoutMs: number): boolean {
+  const pfd = new Uint8Array(8);
+  const v = new DataView(pfd.buffer);
+  v.setInt32(0, fd, true);
+  v.setInt16(4, POLLIN, true);
+  for (;;) {
+    const n = Number(c().poll(ptr(pfd), 1, timeoutMs));
+    if (n >= 0) return n > 0;
+    const e = errno();
+    if (e !== 4) throw new SysError("poll", e, `fd ${fd}`);
+  }
+}
+
+// --- netlink kobject uevents ---
+const AF_NETLINK = 16, SOCK_DGRAM = 2, SOCK_CLOEXEC = 0o2000000;
+const NETLINK_KOBJECT_UEVENT = 15, SOL_SOCKET = 1, SO_RCVBUFFORCE = 33;
+
+/**
+ * Opens a blocking netlink socket subscribed to kernel uevents (multicast
+ * group 1). It is blocking on purpose: the caller reads it with async
+ * fs.read, which Bun runs on its thread pool, so the JS thread is woken by
+ * each datagram instead of polling.
+ */
+export function openUeventSocket(): number {
+  const fd = check(c().socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT), "socket", "NETLINK_KOBJECT_UEVENT");
+  // A coldplug burst can queue thousands of events; the default buffer would
+  // drop some and a lost disk "add" would leave us waiting for nothing.
+  const size = new Uint8Array(4);
+  new DataView(size.buffer).setInt32(0, 8 * 1024 * 1024, true);
+  check(c().setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, ptr(size), 4), "setsockopt", "SO_RCVBUFFORCE");
+  // struct sockaddr_nl { u16 family; u16 pad; u32 pid; u32 groups; }
+  const addr = new Uint8Array(12);
+  const v = new DataView(addr.buffer);
+  v.setUint16(0, AF_NETLINK, true);
+  v.setUint32(4, 0, true);
+  v.setUint32(8, 1, true);
+  check(c().bind(fd, ptr(addr), 12), "bind", "netlink uevent group 1");
+  return fd;
+}
+
+// --- loop devices ---
+const LOOP_CTL_GET_FREE = 0x4c82, LOOP_CONFIGURE = 0x4c0a;
+const LO_FLAGS_READ_ONLY = 1, LO_FLAGS_AUTOCLEAR = 4;
+
+/**
+ * Attaches a file read-only to a free loop device and returns its path.
+ * AUTOCLEAR detaches the device once the last mount on it goes away, so a
+ * failed boot attempt leaves no loop device behind.
+ */
+export function attachLoop(fileFd: number, backingPath: string, openDev: (path: string) => number): string {
+  const ctl = openDev("/dev/loop-control");
+  let n: number;
+  try {
+    n = ioctl(ctl, LOOP_CTL_GET_FREE, 0, "LOOP_CTL_GET_FREE");
+  } finally {
+    close(ctl);
+  }
+  const dev = `/dev/loop${n}`;
+  const loopFd = openDev(dev);
+  try {
+    // struct loop_config { u32 fd; u32 block_size; struct loop_info64 info (232 bytes); u64 reserved[8]; }
+    const cfg = new Uint8Array(4 + 4 + 232 + 64);
+    const v = new DataView(cfg.buffer);
+    v.setUint32(0, fileFd, true);
+    // loop_info64: lo_flags at offset 52 within the struct.
+    v.setUint32(8 + 52, LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR, true);
+    // lo_file_name[64] at offset 56: informational, shown by losetup.
+    cfg.set(Buffer.from(backingPath.slice(0, 63)), 8 + 56);
+    ioctl(loopFd, LOOP_CONFIGURE, cfg, `LOOP_CONFIGURE ${dev} <- ${backingPath}`);
+  } finally {
+    close(loopFd);
+  }
+  return dev;
+}

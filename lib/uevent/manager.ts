@@ -1,0 +1,107 @@
+// The device manager, like `mdev -d` plus `mdev -s`: a netlink listener
+// that loads a module for every MODALIAS the kernel announces (hotplug), and
+// a coldplug pass over the devices that existed before we started listening.
+// devtmpfs creates the /dev nodes itself, so there is nothing else to do for
+// a device; waiters are woken on every event to re-check what they wait for.
+import fs from "node:fs";
+import { log } from "../log.ts";
+import type { ModuleLoader } from "../kmod.ts";
+import { openUeventSocket, close } from "../sys/index.ts";
+import { parseNetlinkUevent, type Uevent } from "./parse.ts";
+
+export class DeviceManager {
+  private fd: number | null = null;
+  private stopped = false;
+  private waiters: Array<() => void> = [];
+  eventCount = 0;
+
+  constructor(private readonly modules: ModuleLoader) {}
+
+  /** Starts listening; must run before coldplug so no device falls in between. */
+  start(): void {
+    this.fd = openUeventSocket();
+    this.stopped = false;
+    void this.readLoop(this.fd).catch((e) => {
+      // A dead listener means hotplugged devices go unnoticed; the periodic
+      // re-coldplug in waits still finds them, so say it and carry on.
+      log.warn(`uevent listener stopped: ${e instanceof Error ? e.message : e}`);
+    });
+  }
+
+  /**
+   * Stops handling events. The blocked read on the pool thread stays until
+   * the process execs (switch root); closing its fd would not wake it.
+   */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private async readLoop(fd: number): Promise<void> {
+    const buf = Buffer.alloc(64 * 1024);
+    while (!this.stopped) {
+      const n = await new Promise<number>((resolve, reject) =>
+        fs.read(fd, buf, 0, buf.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))),
+      );
+      if (this.stopped) break;
+      const ev = parseNetlinkUevent(buf.subarray(0, n));
+      if (ev) this.handle(ev);
+    }
+    if (this.fd === fd) {
+      close(fd);
+      this.fd = null;
+    }
+  }
+
+  private handle(ev: Uevent): void {
+    this.eventCount++;
+    log.debug(`uevent ${ev.action} ${ev.devpath}${ev.env.SUBSYSTEM ? ` (${ev.env.SUBSYSTEM})` : ""}${ev.env.MODALIAS ? ` modalias=${ev.env.MODALIAS}` : ""}`);
+    if (ev.action === "add" && ev.env.MODALIAS) this.modules.request([ev.env.MODALIAS]);
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /**
+   * Coldplug: asks for a module for every device already on a bus. Reading
+   * the modalias files directly is cheaper than replaying "add" into every
+   * uevent file, and it is idempotent, so waits re-run it to catch events
+   * lost to a full socket buffer.
+   */
+  coldplug(): number {
+    const aliases: string[] = [];
+    let buses: string[] = [];
+    try {
+      buses = fs.readdirSync("/sys/bus");
+    } catch {
+      return 0;
+    }
+    for (const bus of buses) {
+      let devices: string[] = [];
+      try {
+        devices = fs.readdirSync(`/sys/bus/${bus}/devices`);
+      } catch {
+        continue;
+      }
+      for (const d of devices) {
+        try {
+          const alias = fs.readFileSync(`/sys/bus/${bus}/devices/${d}/modalias`, "utf8").trim();
+          if (alias) aliases.push(alias);
+        } catch {
+          // no modalias: a device no driver binds by alias
+        }
+      }
+    }
+    this.modules.request(aliases);
+    return aliases.length;
+  }
+
+  /** Resolves on the next uevent or after `ms`, whichever is first. */
+  nextEvent(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.waiters.push(done);
+    });
+  }
+}

@@ -1,0 +1,84 @@
+// Opening dm-verity for /usr. The root hash is checked against the on-disk
+// hash tree before the mapping exists: with panic-on-corruption, the first
+// read through a mapping with a wrong root hash would panic the kernel, and
+// the user would see a panic instead of "wrong verity.usrhash".
+import fs from "node:fs";
+import { log } from "./log.ts";
+import { runChecked, run } from "./spawn.ts";
+import { readAt } from "./devices/blockdevs.ts";
+import { parseVeritySuperblock, rootHashFromTop } from "./devices/verity.ts";
+import { MAPPER_USR } from "./plan.ts";
+
+export const VERITYSETUP = "/sbin/veritysetup";
+export const DMSETUP = "/sbin/dmsetup";
+const MAPPER_NAME = "usr";
+
+export class VerityError extends Error {
+  constructor(
+    message: string,
+    readonly param: string,
+  ) {
+    super(message);
+  }
+}
+
+export async function openUsrVerity(dataDev: string, rootHash: string, hashOffset: number): Promise<string> {
+  let sb;
+  try {
+    sb = parseVeritySuperblock(readAt(dataDev, hashOffset, 4096));
+  } catch (e) {
+    throw new VerityError(
+      `no dm-verity hash tree on ${dataDev} at byte offset ${hashOffset} (the offset this initrd was built with): ${e instanceof Error ? e.message : e}. ` +
+        `Check verity.usr= names the /usr partition, and that the image was formatted with --hash-offset=${hashOffset}.`,
+      "verity.usr",
+    );
+  }
+  const top = readAt(dataDev, hashOffset + sb.hashBlockSize, sb.hashBlockSize);
+  const found = rootHashFromTop(sb, top);
+  if (found !== rootHash) {
+    throw new VerityError(
+      `verity.usrhash does not match the hash tree on ${dataDev}:\n  expected (verity.usrhash=): ${rootHash}\n  found on disk:              ${found}\n` +
+        `Nothing was mounted. The command line and the /usr partition belong to different images (wrong slot or a stale boot entry?).`,
+      "verity.usrhash",
+    );
+  }
+  log.debug(`verity superblock: ${sb.algorithm}, ${sb.dataBlocks} data blocks of ${sb.dataBlockSize}, hash block ${sb.hashBlockSize}, root hash matches`);
+
+  // A retry after the emergency shell finds the mapping of the last attempt:
+  // reuse it when it is the same table, otherwise replace it.
+  if (fs.existsSync(`/dev/mapper/${MAPPER_NAME}`)) {
+    const table = await run([DMSETUP, "table", MAPPER_NAME]);
+    if (table.code === 0 && table.stdout.includes(rootHash)) {
+      log.info(`reusing the existing ${MAPPER_USR} mapping from the previous attempt`);
+      await checkVerified();
+      return MAPPER_USR;
+    }
+    await runChecked([DMSETUP, "remove", "--retry", MAPPER_NAME], "removing the stale /dev/mapper/usr");
+  }
+
+  await runChecked(
+    [VERITYSETUP, "open", "--panic-on-corruption", `--hash-offset=${hashOffset}`, dataDev, MAPPER_NAME, dataDev, rootHash],
+    "veritysetup open",
+  );
+  await checkVerified();
+  ensureNode();
+  return MAPPER_USR;
+}
+
+// veritysetup can exit 0 with a table the kernel flags as corrupted: the
+// device-mapper status line must end in V (verified), not C.
+async function checkVerified(): Promise<void> {
+  const st = await runChecked([DMSETUP, "status", MAPPER_NAME], "dmsetup status usr");
+  const fields = st.stdout.trim().split(/\s+/);
+  if (fields[2] !== "verity" || fields[3] !== "V") {
+    throw new VerityError(`dm-verity status of ${MAPPER_USR} is "${st.stdout.trim()}", expected "verity V" (verified)`, "verity.usrhash");
+  }
+  log.info(`dm-verity ${MAPPER_USR}: ${st.stdout.trim()}`);
+}
+
+function ensureNode(): void {
+  const st = fs.statSync(MAPPER_USR, { throwIfNoEntry: false });
+  if (!st || !st.isBlockDevice()) {
+    throw new VerityError(`${MAPPER_USR} is not a block device after veritysetup (libdevmapper did not create the node)`, "verity.usr");
+  }
+}

@@ -1,0 +1,198 @@
+// Disk images for the VM scenarios, made with the real tools: sfdisk for a
+// Flatcar-layout GPT, mksquashfs/mkfs.ext4 for /usr, veritysetup format for
+// the hash tree at the hash offset, and a test "full initrd" (squashfs) whose
+// /init prints facts about the hand-over and powers off.
+import fs from "node:fs";
+import path from "node:path";
+import { encodeNewc, type CpioEntry } from "../../lib/build/cpio.ts";
+import { resolveClosure } from "../../lib/build/elf.ts";
+import { hostFs } from "../../lib/build/tree.ts";
+import { REPO } from "./vm.ts";
+
+export const CACHE = path.join(REPO, ".cache/images");
+
+export const USR_TYPE = "5dfbf5f4-2848-4bac-aa5e-0d9a20b745a6";
+export const USR_A_UUID = "7130c94a-213a-4e5a-8e26-6cce9662f132";
+export const USR_B_UUID = "e03dd35c-7c2d-4a47-b3fe-27f15780a57c";
+export const LINUX_FS_TYPE = "0fc63daf-8483-4772-8e79-3d69d8477de4";
+/** Flatcar's USR partition: 1 GiB, verity hash tree at 1065345024. */
+export const FLATCAR_USR_BYTES = 1024 * 1024 * 1024;
+export const FLATCAR_HASH_OFFSET = 1065345024;
+
+function sh(argv: string[], what: string, opts: { stdin?: string } = {}): string {
+  const r = Bun.spawnSync(argv, { stdin: opts.stdin ? Buffer.from(opts.stdin) : undefined, stderr: "pipe", stdout: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${what}: ${argv.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}${r.stdout.toString()}`);
+  return r.stdout.toString();
+}
+
+// What the stage-2 init prints; the scenarios assert on these lines.
+const STAGE2_INIT = `#!/bin/busybox sh
+export PATH=/bin:/sbin
+busybox mount -t proc proc /proc
+busybox mount -t sysfs sysfs /sys
+busybox mount -t devtmpfs devtmpfs /dev
+echo "STAGE2: pid=$$"
+echo "STAGE2: sysusr=$(busybox awk '$5 == "/sysusr/usr" { for (i = 7; $i != "-"; i++); print $(i+2), $(i+1), $6 }' /proc/self/mountinfo)"
+echo "STAGE2: root=$(busybox awk '$5 == "/" { for (i = 7; $i != "-"; i++); print $(i+1) }' /proc/self/mountinfo | busybox tail -n 1)"
+echo "STAGE2: verity=$(dmsetup status usr 2>&1 | busybox tr -s ' ')"
+if [ -b /dev/mapper/usr ]; then echo "STAGE2: mapper=block"; else echo "STAGE2: mapper=missing"; fi
+echo "STAGE2: shmem_kib=$(busybox awk '/^Shmem:/ { print $2 }' /proc/meminfo)"
+echo "STAGE2: processes=$(busybox ls /proc | busybox grep -c '^[0-9]')"
+echo "STAGE2: slot=$(busybox cat /sysusr/usr/share/bunboot-test/slot 2>&1)"
+echo "STAGE2: oem=$(busybox ls /oem 2>/dev/null | busybox tr '\\n' ' ')"
+echo "STAGE2: oem_fs=$(busybox awk '$5 == "/oem" { for (i = 7; $i != "-"; i++); print $(i+1) }' /proc/self/mountinfo)"
+if [ -f /usr.squashfs ]; then echo "STAGE2: usr_squashfs=present"; else echo "STAGE2: usr_squashfs=absent"; fi
+echo "STAGE2: bootlog=$(busybox grep -c bunboot /run/bunboot/log 2>/dev/null)"
+echo "STAGE2: cmdline=$(busybox cat /proc/cmdline)"
+echo "STAGE2: done"
+busybox poweroff -f
+`;
+
+/** The test full initrd (bootengine.img): busybox, dmsetup and its libraries, and the init above. */
+export function buildStage2(): string {
+  const out = path.join(CACHE, "bootengine.img");
+  const dir = path.join(CACHE, "stage2-root");
+  fs.rmSync(dir, { recursive: true, force: true });
+  for (const d of ["bin", "sbin", "proc", "sys", "dev", "run", "sysusr/usr", "oem", "etc", "tmp"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
+  fs.copyFileSync("/bin/busybox", path.join(dir, "bin/busybox"));
+  fs.chmodSync(path.join(dir, "bin/busybox"), 0o755);
+  fs.copyFileSync("/usr/sbin/dmsetup", path.join(dir, "sbin/dmsetup"));
+  fs.chmodSync(path.join(dir, "sbin/dmsetup"), 0o755);
+  const { libs, interpreters } = resolveClosure(["/usr/sbin/dmsetup"], hostFs("/"));
+  for (const l of [...libs.map((x) => [x.hostPath, x.initrdPath] as const), ...interpreters.map((i) => [i, i] as const)]) {
+    fs.mkdirSync(path.join(dir, path.dirname(l[1])), { recursive: true });
+    fs.copyFileSync(l[0], path.join(dir, l[1]));
+  }
+  fs.writeFileSync(path.join(dir, "init"), STAGE2_INIT, { mode: 0o755 });
+  fs.rmSync(out, { force: true });
+  sh(["mksquashfs", dir, out, "-all-root", "-noappend", "-quiet", "-comp", "gzip"], "stage-2 squashfs");
+  return out;
+}
+
+/** A /usr tree holding the full initrd and a marker naming the slot. */
+export function buildUsrTree(name: string, slot: string, bootengine: string): string {
+  const dir = path.join(CACHE, `usr-${name}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.join(dir, "lib/flatcar"), { recursive: true });
+  fs.mkdirSync(path.join(dir, "share/bunboot-test"), { recursive: true });
+  fs.copyFileSync(bootengine, path.join(dir, "lib/flatcar/bootengine.img"));
+  fs.writeFileSync(path.join(dir, "share/bunboot-test/slot"), slot + "\n");
+  return dir;
+}
+
+export function squashfs(dir: string, out: string): string {
+  fs.rmSync(out, { force: true });
+  sh(["mksquashfs", dir, out, "-all-root", "-noappend", "-quiet", "-comp", "gzip"], "mksquashfs");
+  return out;
+}
+
+export function ext4(dir: string, out: string, label: string, sizeMiB = 64): string {
+  fs.rmSync(out, { force: true });
+  sh(["mkfs.ext4", "-q", "-F", "-L", label, "-U", "3f9a1c2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b", "-d", dir, out, `${sizeMiB}M`], "mkfs.ext4");
+  return out;
+}
+
+export interface VerityImage {
+  path: string;
+  rootHash: string;
+  bytes: number;
+}
+
+/**
+ * A Flatcar-style verity partition image: the filesystem at the start, zeros
+ * up to the hash offset (sparse, so a 1 GiB image costs a few MiB), the
+ * hash tree from there, covering every data block before the offset.
+ */
+export function verityImage(fsImage: string, out: string, hashOffset = FLATCAR_HASH_OFFSET, partitionBytes = FLATCAR_USR_BYTES): VerityImage {
+  const fsBytes = fs.statSync(fsImage).size;
+  if (fsBytes > hashOffset) throw new Error(`${fsImage} (${fsBytes} bytes) does not fit before the hash offset ${hashOffset}`);
+  fs.rmSync(out, { force: true });
+  fs.copyFileSync(fsImage, out);
+  fs.truncateSync(out, partitionBytes);
+  const text = sh(
+    ["veritysetup", "format", "--hash=sha256", "--data-block-size=4096", "--hash-block-size=4096", `--data-blocks=${hashOffset / 4096}`, `--hash-offset=${hashOffset}`, out, out],
+    "veritysetup format",
+  );
+  const m = text.match(/Root hash:\s+([0-9a-f]{64})/);
+  if (!m) throw new Error(`veritysetup format printed no root hash:\n${text}`);
+  if (fs.statSync(out).size > partitionBytes) throw new Error(`hash tree overflows the ${partitionBytes}-byte partition`);
+  return { path: out, rootHash: m[1]!, bytes: partitionBytes };
+}
+
+export interface Partition {
+  label: string;
+  type: string;
+  uuid?: string;
+  sizeBytes: number;
+  image?: string;
+}
+
+/** Copies src into dst at offset, skipping zero blocks so sparse stays sparse. */
+function copySparse(src: string, dst: string, offset: number): void {
+  const inFd = fs.openSync(src, "r");
+  const outFd = fs.openSync(dst, "r+");
+  const buf = Buffer.alloc(1 << 20);
+  try {
+    for (let pos = 0; ; ) {
+      const n = fs.readSync(inFd, buf, 0, buf.length, pos);
+      if (n === 0) break;
+      const chunk = buf.subarray(0, n);
+      if (chunk.some((b) => b !== 0)) fs.writeSync(outFd, chunk, 0, n, offset + pos);
+      pos += n;
+    }
+  } finally {
+    fs.closeSync(inFd);
+    fs.closeSync(outFd);
+  }
+}
+
+/** A GPT disk with the given partitions (1 MiB aligned) and their contents. */
+export function gptDisk(out: string, parts: Partition[]): string {
+  const MiB = 1024 * 1024;
+  let start = MiB;
+  const layout: Array<Partition & { start: number }> = [];
+  for (const p of parts) {
+    layout.push({ ...p, start });
+    start += Math.ceil(p.sizeBytes / MiB) * MiB;
+  }
+  fs.rmSync(out, { force: true });
+  fs.writeFileSync(out, "");
+  fs.truncateSync(out, start + MiB);
+  const script = ["label: gpt", "unit: sectors", ""]
+    .concat(layout.map((p) => `start=${p.start / 512}, size=${Math.ceil(p.sizeBytes / MiB) * MiB / 512}, type=${p.type}, name="${p.label}"${p.uuid ? `, uuid=${p.uuid}` : ""}`))
+    .join("\n");
+  sh(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", out], "sfdisk", { stdin: script + "\n" });
+  for (const p of layout) if (p.image) copySparse(p.image, out, p.start);
+  return out;
+}
+
+/** A newc cpio (uncompressed) with the given files, for appending to an initrd as boot loaders do. */
+export function cpioArchive(out: string, files: Array<{ path: string; data?: Uint8Array; hostFile?: string }>): string {
+  const entries: CpioEntry[] = files.map((f) => ({
+    kind: "file",
+    path: f.path,
+    mode: 0o644,
+    data: f.data ?? new Uint8Array(fs.readFileSync(f.hostFile!)),
+  }));
+  const parts = encodeNewc(entries);
+  const fd = fs.openSync(out, "w");
+  for (const p of parts) fs.writeSync(fd, p);
+  fs.closeSync(fd);
+  return out;
+}
+
+/** Concatenates initrd pieces, each padded to 4 bytes, as a boot loader does with several initrds. */
+export function concatInitrds(out: string, pieces: string[]): string {
+  const fd = fs.openSync(out, "w");
+  try {
+    for (const p of pieces) {
+      const data = fs.readFileSync(p);
+      fs.writeSync(fd, data);
+      const pad = (4 - (data.length % 4)) % 4;
+      if (pad) fs.writeSync(fd, Buffer.alloc(pad));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}

@@ -1,0 +1,146 @@
+// Boots the Debian kernel with an initrd in QEMU (TCG, -cpu max: the Bun
+// executable needs AVX2) and gives the test a console to expect on and type
+// into. On a timeout the error carries the last console lines.
+import fs from "node:fs";
+import path from "node:path";
+import type { Subprocess } from "bun";
+
+export const REPO = path.resolve(import.meta.dir, "../..");
+export const DIST_INITRD = path.join(REPO, "dist/initrd.img");
+
+export function kernelImage(): string {
+  const fromEnv = process.env.BUNBOOT_KERNEL;
+  if (fromEnv) return fromEnv;
+  const versions = fs
+    .readdirSync("/boot")
+    .filter((f) => f.startsWith("vmlinuz-"))
+    .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+  if (versions.length === 0) throw new Error("no /boot/vmlinuz-*: install linux-image-amd64 (scripts/test.sh does)");
+  return path.join("/boot", versions.at(-1)!);
+}
+
+export interface VmOptions {
+  initrd?: string;
+  append: string;
+  disks?: string[];
+  memoryMiB?: number;
+  /** Network devices and the like, raw QEMU arguments. */
+  extraArgs?: string[];
+  name?: string;
+}
+
+export class Vm {
+  private proc: Subprocess<"pipe", "pipe", "pipe">;
+  private output = "";
+  private exitCode: number | null = null;
+  private readonly exited: Promise<number>;
+  private listeners: Array<() => void> = [];
+  readonly logFile: string;
+
+  constructor(readonly opts: VmOptions) {
+    const args = [
+      "qemu-system-x86_64",
+      "-machine", "q35",
+      "-cpu", "max",
+      "-smp", "2",
+      "-m", String(opts.memoryMiB ?? 1024),
+      "-nodefaults",
+      "-display", "none",
+      "-serial", "stdio",
+      "-monitor", "none",
+      "-no-reboot",
+      "-kernel", kernelImage(),
+      "-initrd", opts.initrd ?? DIST_INITRD,
+      "-append", `console=ttyS0,115200 printk.time=1 panic=-1 ${opts.append}`,
+    ];
+    for (const d of opts.disks ?? []) args.push("-drive", `file=${d},if=virtio,format=raw,snapshot=on`);
+    args.push(...(opts.extraArgs ?? []));
+    fs.mkdirSync(path.join(REPO, ".cache/vm-logs"), { recursive: true });
+    this.logFile = path.join(REPO, ".cache/vm-logs", `${opts.name ?? "vm"}.log`);
+    fs.writeFileSync(this.logFile, `$ ${args.join(" ")}\n`);
+    this.proc = Bun.spawn(args, { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    void this.pump(this.proc.stdout);
+    void this.pump(this.proc.stderr);
+    this.exited = this.proc.exited.then((c) => {
+      this.exitCode = c;
+      this.notify();
+      return c;
+    });
+  }
+
+  private async pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const dec = new TextDecoder();
+    for await (const chunk of stream) {
+      const text = dec.decode(chunk, { stream: true }).replace(/\r/g, "");
+      this.output += text;
+      fs.appendFileSync(this.logFile, text);
+      this.notify();
+    }
+  }
+
+  private notify(): void {
+    for (const l of this.listeners.splice(0)) l();
+  }
+
+  get console(): string {
+    return this.output;
+  }
+
+  tail(lines = 40): string {
+    return this.output.split("\n").slice(-lines).join("\n");
+  }
+
+  /** Waits until the console output (from `from` on) matches; returns the match. */
+  async expect(pattern: RegExp | string, timeoutMs: number, from = 0): Promise<RegExpMatchArray> {
+    const re = typeof pattern === "string" ? new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")) : pattern;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.output.slice(from).match(re);
+      if (m) return m;
+      if (this.exitCode !== null) {
+        throw new Error(`VM ${this.opts.name ?? ""} exited (${this.exitCode}) before printing ${re}. Last console lines:\n${this.tail()}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(`VM ${this.opts.name ?? ""} timed out after ${timeoutMs / 1000} s waiting for ${re}. Last console lines:\n${this.tail()}`);
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 1000));
+        this.listeners.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  send(text: string): void {
+    this.proc.stdin.write(text);
+    void this.proc.stdin.flush();
+  }
+
+  /** Waits for QEMU to exit by itself (poweroff, or reboot with -no-reboot). */
+  async waitExit(timeoutMs: number): Promise<number> {
+    const t = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), timeoutMs));
+    const r = await Promise.race([this.exited, t]);
+    if (r === "timeout") {
+      this.kill();
+      throw new Error(`VM ${this.opts.name ?? ""} did not power off within ${timeoutMs / 1000} s. Last console lines:\n${this.tail()}`);
+    }
+    return r;
+  }
+
+  kill(): void {
+    if (this.exitCode === null) this.proc.kill("SIGKILL");
+  }
+}
+
+/** Lines the stage-2 test init printed, as a key -> value map ("STAGE2: key=value"). */
+export function stage2Facts(consoleText: string): Record<string, string> {
+  const facts: Record<string, string> = {};
+  for (const line of consoleText.split("\n")) {
+    const m = line.match(/STAGE2: ([a-z0-9_-]+)=(.*)$/);
+    if (m) facts[m[1]!] = m[2]!.trim();
+  }
+  return facts;
+}

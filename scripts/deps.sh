@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what building and testing bunboot needs on a fresh Debian machine:
+# Debian packages (kernel, QEMU, the tools the initrd ships and the tests use)
+# and the pinned npm packages (Bun among them). Idempotent and quiet when
+# everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  qemu-system-x86        # boots the scenarios (TCG)
+  linux-image-amd64      # the real Debian kernel and its modules
+  busybox-static         # shim, emergency shell, stage-2 test init
+  kmod                   # modprobe in the initrd, depmod at build time
+  cryptsetup-bin         # veritysetup (initrd) and test image formatting
+  dmsetup                # dm status check (initrd)
+  squashfs-tools         # mksquashfs for test images
+  fdisk gdisk            # sfdisk/sgdisk for GPT test disks
+  e2fsprogs dosfstools btrfs-progs xfsprogs  # filesystems for probe tests and plain /usr
+  zstd xz-utils gzip cpio   # initrd compression; cpio cross-checks in unit tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  # INITRD=No: Debian's kernel hook would otherwise spend a minute building
+  # an initramfs-tools image we never use.
+  $SUDO env DEBIAN_FRONTEND=noninteractive INITRD=No apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "deps: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
