@@ -80,17 +80,22 @@ export function mountUsrDevice(device: string, target: string, fsType: string, o
 /** Loop-mounts a squashfs image file read-only. */
 export function mountSquashfsFile(image: string, target: string): string {
   const fd = fs.openSync(image, "r");
-  let loop: string;
+  let loop: { dev: string; fd: number };
   try {
     loop = attachLoop(fd, image, (p) => fs.openSync(p, "r"));
   } finally {
     // The loop device holds its own reference to the file.
     fs.closeSync(fd);
   }
-  mkdirs(target);
-  mount(loop, target, "squashfs", MS.RDONLY, null);
-  log.info(`mounted ${image} (squashfs via ${loop}) on ${target}`);
-  return loop;
+  try {
+    mkdirs(target);
+    mount(loop.dev, target, "squashfs", MS.RDONLY, null);
+  } finally {
+    // Now the mount holds the device; closing our fd arms autoclear.
+    fs.closeSync(loop.fd);
+  }
+  log.info(`mounted ${image} (squashfs via ${loop.dev}) on ${target}`);
+  return loop.dev;
 }
 
 /** Unmounts whatever is mounted at or below the given paths (deepest first); for retries. */

@@ -15,7 +15,7 @@ PACKAGES=(
   dmsetup                # dm status check (initrd)
   squashfs-tools         # mksquashfs for test images
   fdisk gdisk            # sfdisk/sgdisk for GPT test disks
-  e2fsprogs dosfstools btrfs-progs xfsprogs  # filesystems for probe tests and plain /usr
+  e2fsprogs dosfstools btrfs-progs xfsprogs erofs-utils  # filesystems for probe tests and plain /usr
   zstd xz-utils gzip cpio   # initrd compression; cpio cross-checks in unit tests
 )
 

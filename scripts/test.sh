@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite: installs prerequisites, builds the initrd, runs the
-# unit tests and the QEMU scenarios. Usage: npm test [-- bun-test-filter...]
+# unit tests and the QEMU scenarios. Usage: npm test [-- bun-test-args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 BUN=node_modules/.bin/bun
+mkdir -p .cache
 node_modules/.bin/tsc --noEmit -p .
+# A fast compression level: the scenarios test the boot, not zstd -19.
 $BUN build.ts --compress zstd --compress-level 3
+
+status=0
 echo "== unit tests"
-$BUN test lib "$@"
+$BUN test ./lib "$@" 2>&1 | tee .cache/unit.out || status=1
 echo "== QEMU scenarios"
-$BUN test --timeout 600000 qemu-tests "$@"
+$BUN test --timeout 900000 ./qemu-tests "$@" 2>&1 | tee .cache/qemu.out || status=1
+
+# One summary line in the plain 'N passed, N failed' form CI reads.
+count() { grep -hE "^ *[0-9]+ $1$" .cache/unit.out .cache/qemu.out | awk '{ n += $1 } END { print n + 0 }'; }
+echo "tests: $(count pass) passed, $(count fail) failed"
+exit $status

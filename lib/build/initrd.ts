@@ -183,8 +183,8 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   }
   const tree = new InitrdTree(opts.sysroot);
   addSkeleton(tree);
-  const init = fs.readFileSync(opts.initBinary);
-  tree.file(INIT_PATH, new Uint8Array(init.buffer, init.byteOffset, init.byteLength), 0o755, "bun init");
+  tree.builtBinary(opts.initBinary, INIT_PATH, "bun init");
+  const initSize = fs.statSync(opts.initBinary).size;
   tree.file("/init", new TextEncoder().encode(SHIM), 0o755, "skeleton");
   addBusybox(tree, opts.busybox);
   for (const [candidates, dest] of TOOLS) tree.hostBinary(firstExisting(tree, candidates), dest, "tools");
@@ -201,7 +201,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
           .map((p) => Buffer.from(p)),
       ),
     )
-    .update(String(init.length))
+    .update(String(initSize))
     .digest("hex")
     .slice(0, 16);
   const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver };

@@ -83,9 +83,27 @@ export class InitrdTree {
     if (isElf(data)) this.elfBinaries.push(real);
   }
 
+  /**
+   * Adds a program built on this machine (not taken from the sysroot), such
+   * as the compiled init; its libraries still come from the sysroot.
+   */
+  builtBinary(localPath: string, initrdPath: string, component: string): void {
+    const data = new Uint8Array(fs.readFileSync(localPath));
+    this.file(initrdPath, data, 0o755, component);
+    this.localElf.set(localPath, data);
+    this.elfBinaries.push(localPath);
+  }
+  private localElf = new Map<string, Uint8Array>();
+
   /** The shared libraries and loader every added binary needs (DT_NEEDED closure). */
   addLibraries(): void {
-    const { libs, interpreters } = resolveClosure(this.elfBinaries, this.host);
+    const local = this.localElf;
+    const host = this.host;
+    const view: ElfHost = {
+      readFile: (p) => local.get(p) ?? host.readFile(p),
+      realpath: (p) => (local.has(p) ? p : host.realpath(p)),
+    };
+    const { libs, interpreters } = resolveClosure(this.elfBinaries, view);
     for (const lib of libs) {
       const data = this.host.readFile(lib.hostPath);
       if (!data) throw new BuildError(`cannot read ${lib.hostPath}`);

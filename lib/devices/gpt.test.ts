@@ -33,7 +33,12 @@ const LONG_NAME = "ROOT Ünï ☃ abcdefghijklmnopqrstuvwxyz"; // 38 UTF-16 unit
 let dir = "";
 
 function run(cmd: string[], stdin?: string): string {
-  const p = Bun.spawnSync(cmd, { stdin: stdin === undefined ? "ignore" : Buffer.from(stdin), stdout: "pipe", stderr: "pipe" });
+  const p = Bun.spawnSync(cmd, {
+    stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` },
+  });
   if (p.exitCode !== 0) {
     throw new Error(`${cmd.join(" ")} failed (${p.exitCode}): ${p.stderr.toString()}${p.stdout.toString()}`);
   }

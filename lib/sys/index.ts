@@ -198,11 +198,12 @@ const LOOP_CTL_GET_FREE = 0x4c82, LOOP_CONFIGURE = 0x4c0a;
 const LO_FLAGS_READ_ONLY = 1, LO_FLAGS_AUTOCLEAR = 4;
 
 /**
- * Attaches a file read-only to a free loop device and returns its path.
- * AUTOCLEAR detaches the device once the last mount on it goes away, so a
- * failed boot attempt leaves no loop device behind.
+ * Attaches a file read-only to a free loop device. AUTOCLEAR detaches the
+ * device on its last close, so a failed boot attempt leaves no loop device
+ * behind; it also means the returned fd must stay open until the mount holds
+ * the device, or the kernel detaches it at once.
  */
-export function attachLoop(fileFd: number, backingPath: string, openDev: (path: string) => number): string {
+export function attachLoop(fileFd: number, backingPath: string, openDev: (path: string) => number): { dev: string; fd: number } {
   const ctl = openDev("/dev/loop-control");
   let n: number;
   try {
@@ -222,8 +223,9 @@ export function attachLoop(fileFd: number, backingPath: string, openDev: (path: 
     // lo_file_name[64] at offset 56: informational, shown by losetup.
     cfg.set(Buffer.from(backingPath.slice(0, 63)), 8 + 56);
     ioctl(loopFd, LOOP_CONFIGURE, cfg, `LOOP_CONFIGURE ${dev} <- ${backingPath}`);
-  } finally {
+  } catch (e) {
     close(loopFd);
+    throw e;
   }
-  return dev;
+  return { dev, fd: loopFd };
 }
