@@ -25,12 +25,27 @@ export function isVerbose(): boolean {
   return verbose;
 }
 
+let consoleLoglevel = 0;
+
 /** Opens the sinks; called once /dev is mounted (before that, stderr is the console). */
 export function openSinks(): void {
+  try {
+    // The kernel rate-limits /dev/kmsg writers to a burst of 10 lines; a
+    // boot log with gaps is useless, so lift it (fails harmlessly when the
+    // command line pinned printk.devkmsg).
+    fs.writeFileSync("/proc/sys/kernel/printk_devkmsg", "on\n");
+  } catch {}
   try {
     kmsgFd ??= fs.openSync("/dev/kmsg", "w");
   } catch {
     kmsgFd = null;
+  }
+  try {
+    // Records below console_loglevel are echoed on the console by the
+    // kernel itself; printing them too would show every line twice.
+    consoleLoglevel = Number(fs.readFileSync("/proc/sys/kernel/printk", "utf8").trim().split(/\s+/)[0]) || 0;
+  } catch {
+    consoleLoglevel = 0;
   }
   try {
     consoleFd ??= fs.openSync("/dev/console", "w");
@@ -63,9 +78,8 @@ function emit(level: Level, text: string): void {
     if (backlog.length > 5000) backlog.shift();
     if (logFile !== null) safeWrite(logFile, record);
     if (kmsgFd !== null) safeWrite(kmsgFd, `<${KMSG_PRIO[level]}>${body}\n`);
-    const toConsole = level !== "debug" || verbose;
-    // When kmsg is open and the level is shown by the kernel on the console
-    // anyway (err/warn with the default loglevel), don't print it twice.
+    const echoedByKernel = kmsgFd !== null && KMSG_PRIO[level] < consoleLoglevel;
+    const toConsole = (level !== "debug" || verbose) && !echoedByKernel;
     if (toConsole) {
       const consoleLine = level === "info" || level === "debug" ? `bunboot: ${line}\n` : `bunboot: ${level === "err" ? "ERROR" : "warning"}: ${line}\n`;
       if (consoleFd !== null) safeWrite(consoleFd, consoleLine);

@@ -22,6 +22,7 @@ function expectHandover(facts: Record<string, string>) {
   // The full initrd runs as PID 1 on the overlay, and no stage-1 process is left.
   expect(facts.pid).toBe("1");
   expect(facts.root).toBe("overlay");
+  expect(facts.stage1_procs).toBe("");
   // The old initramfs was emptied: its ~100 MiB Bun executable no longer
   // holds RAM (rootfs is a tmpfs, so its files count as Shmem).
   expect(Number(facts.shmem_kib)).toBeLessThan(40 * 1024);

@@ -72,7 +72,7 @@ function decompressModule(file: string): Uint8Array {
 function addModules(tree: InitrdTree, opts: BuildOptions, kver: string, log: (l: string) => void): { count: number; firmware: number } {
   const src = path.join(opts.modulesRoot, kver);
   const read = (f: string) => (fs.existsSync(path.join(src, f)) ? fs.readFileSync(path.join(src, f), "utf8") : "");
-  const index = parseModulesDep(read("modules.dep"), read("modules.softdep"));
+  const index = parseModulesDep(read("modules.dep"), read("modules.softdep"), read("modules.alias"));
   const builtin = parseBuiltin(read("modules.builtin"));
   const selected = selectModules(index, opts.modules, builtin);
 

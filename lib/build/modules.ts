@@ -44,6 +44,8 @@ export interface ModuleIndex {
   deps: Map<string, string[]>;
   /** module name -> soft dependencies (pre: and post:) */
   softdeps: Map<string, string[]>;
+  /** exact (glob-free) alias -> module names, from modules.alias */
+  aliases: Map<string, string[]>;
 }
 
 /** "kernel/fs/ext4/ext4.ko.xz" -> "ext4"; kmod treats "-" and "_" alike. */
@@ -52,7 +54,7 @@ export function moduleName(path: string): string {
   return base.replace(/\.ko(\.(xz|zst|gz))?$/, "").replace(/-/g, "_");
 }
 
-export function parseModulesDep(text: string, softdepText = ""): ModuleIndex {
+export function parseModulesDep(text: string, softdepText = "", aliasText = ""): ModuleIndex {
   const paths = new Map<string, string>();
   const deps = new Map<string, string[]>();
   for (const line of text.split("\n")) {
@@ -69,10 +71,22 @@ export function parseModulesDep(text: string, softdepText = ""): ModuleIndex {
     if (words[0] !== "softdep" || !words[1]) continue;
     const name = words[1].replace(/-/g, "_");
     const list = softdeps.get(name) ?? [];
-    for (const w of words.slice(2)) if (w !== "pre:" && w !== "post:") list.push(w.replace(/-/g, "_"));
+    for (const w of words.slice(2)) if (w !== "pre:" && w !== "post:") list.push(w);
     softdeps.set(name, list);
   }
-  return { paths, deps, softdeps };
+  // Soft dependencies often name an alias ("crypto-crc32c"), which several
+  // modules provide (crc32c_generic, crc32c_intel): all of them ship, and
+  // the kernel picks at load time. Glob aliases are hardware matches, not
+  // names anyone depends on.
+  const aliases = new Map<string, string[]>();
+  for (const line of aliasText.split("\n")) {
+    const words = line.trim().split(/\s+/);
+    if (words[0] !== "alias" || !words[1] || !words[2] || /[*?[]/.test(words[1])) continue;
+    const list = aliases.get(words[1]) ?? [];
+    list.push(words[2].replace(/-/g, "_"));
+    aliases.set(words[1], list);
+  }
+  return { paths, deps, softdeps, aliases };
 }
 
 export class ModuleSelectionError extends Error {}
@@ -103,6 +117,7 @@ export function selectModules(index: ModuleIndex, requested: readonly string[], 
     } else {
       const name = moduleName(entry);
       if (index.paths.has(name)) wanted.add(name);
+      else if (index.aliases.has(entry)) for (const m of index.aliases.get(entry)!) wanted.add(m);
       else if (!builtin.has(name)) missing.push(entry);
     }
   }
@@ -116,7 +131,10 @@ export function selectModules(index: ModuleIndex, requested: readonly string[], 
     if (out.has(name) || !index.paths.has(name)) continue;
     out.add(name);
     for (const d of index.deps.get(name) ?? []) stack.push(d);
-    for (const d of index.softdeps.get(name) ?? []) stack.push(d);
+    for (const d of index.softdeps.get(name) ?? []) {
+      // kmod matches the dependency as written (an alias) or as a module name.
+      stack.push(...(index.aliases.get(d) ?? []), d.replace(/-/g, "_"));
+    }
   }
   return [...out].sort();
 }

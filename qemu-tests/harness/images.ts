@@ -37,7 +37,16 @@ echo "STAGE2: root=$(busybox awk '$5 == "/" { for (i = 7; $i != "-"; i++); print
 echo "STAGE2: verity=$(dmsetup status usr 2>&1 | busybox tr -s ' ')"
 if [ -b /dev/mapper/usr ]; then echo "STAGE2: mapper=block"; else echo "STAGE2: mapper=missing"; fi
 echo "STAGE2: shmem_kib=$(busybox awk '/^Shmem:/ { print $2 }' /proc/meminfo)"
-echo "STAGE2: processes=$(busybox ls /proc | busybox grep -c '^[0-9]')"
+# User-space processes other than this script and its own children: a
+# stage-1 process that survived the switch root would show up here.
+procs=""
+for p in /proc/[0-9]*; do
+  c=$(busybox cat $p/comm 2>/dev/null)
+  [ -n "$(busybox head -c 1 $p/cmdline 2>/dev/null)" ] || continue
+  case "$c" in init|busybox|cat|head|sh) continue;; esac
+  procs="$procs $c"
+done
+echo "STAGE2: stage1_procs=$procs"
 echo "STAGE2: slot=$(busybox cat /sysusr/usr/share/bunboot-test/slot 2>&1)"
 echo "STAGE2: oem=$(busybox ls /oem 2>/dev/null | busybox tr '\\n' ' ')"
 echo "STAGE2: oem_fs=$(busybox awk '$5 == "/oem" { for (i = 7; $i != "-"; i++); print $(i+1) }' /proc/self/mountinfo)"

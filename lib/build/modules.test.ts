@@ -1,0 +1,62 @@
+import { describe, expect, test } from "bun:test";
+import { moduleName, modinfoValues, parseBuiltin, parseModulesDep, selectModules, ModuleSelectionError } from "./modules.ts";
+
+const DEP = `kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
+kernel/lib/crc16.ko:
+kernel/fs/mbcache.ko:
+kernel/fs/jbd2/jbd2.ko:
+kernel/arch/x86/crypto/crc32c-intel.ko:
+kernel/crypto/crc32c_generic.ko:
+kernel/drivers/md/dm-verity.ko: kernel/drivers/md/dm-bufio.ko kernel/drivers/md/dm-mod.ko
+kernel/drivers/md/dm-bufio.ko:
+kernel/drivers/md/dm-mod.ko:
+kernel/drivers/scsi/sd_mod.ko.xz: kernel/drivers/scsi/scsi_common.ko.xz
+kernel/drivers/scsi/scsi_common.ko.xz:
+kernel/drivers/scsi/virtio_scsi.ko.zst:
+kernel/drivers/net/e1000.ko:
+`;
+const SOFTDEP = `softdep ext4 pre: crypto-crc32c
+softdep dm_verity post: missing-optional
+`;
+const ALIAS = `alias crypto-crc32c crc32c_intel
+alias crc32c crc32c_intel
+alias crypto-crc32c crc32c_generic
+alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000
+`;
+
+describe("module selection", () => {
+  const index = parseModulesDep(DEP, SOFTDEP, ALIAS);
+
+  test("names normalise dashes and compression suffixes", () => {
+    expect(moduleName("kernel/drivers/md/dm-verity.ko.xz")).toBe("dm_verity");
+    expect(moduleName("kernel/drivers/scsi/virtio_scsi.ko.zst")).toBe("virtio_scsi");
+  });
+
+  test("hard dependencies and soft dependencies through aliases are closed over", () => {
+    const sel = selectModules(index, ["ext4"], new Set());
+    expect(sel).toEqual(["crc16", "crc32c_generic", "crc32c_intel", "ext4", "jbd2", "mbcache"]);
+  });
+
+  test("directories select every module below them; optional soft deps that do not exist are skipped", () => {
+    expect(selectModules(index, ["drivers/scsi/", "dm-verity"], new Set())).toEqual(["dm_bufio", "dm_mod", "dm_verity", "scsi_common", "sd_mod", "virtio_scsi"]);
+  });
+
+  test("an alias can be requested by name", () => {
+    expect(selectModules(index, ["crc32c"], new Set())).toEqual(["crc32c_intel"]);
+  });
+
+  test("built-in modules are not an error, unknown ones are", () => {
+    expect(selectModules(index, ["loop"], parseBuiltin("kernel/drivers/block/loop.ko\n"))).toEqual([]);
+    expect(() => selectModules(index, ["nosuchmod", "ext4"], new Set())).toThrow(ModuleSelectionError);
+    expect(() => selectModules(index, ["nosuchmod"], new Set())).toThrow("kernel module(s) not found in modules.dep and not built in: nosuchmod");
+  });
+
+  test("a directory the kernel lacks is skipped, not an error", () => {
+    expect(selectModules(index, ["drivers/nothing/"], new Set())).toEqual([]);
+  });
+
+  test("modinfo values", () => {
+    const info = new TextEncoder().encode("license=GPL\0firmware=a.bin\0firmware=b/c.fw\0alias=x\0");
+    expect(modinfoValues(info, "firmware")).toEqual(["a.bin", "b/c.fw"]);
+  });
+});
