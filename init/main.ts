@@ -15,6 +15,7 @@ import { handOverPxe, mountFullInitrd, NEW_ROOT, switchRoot, SYSUSR } from "../l
 import { DeviceManager } from "../lib/uevent/manager.ts";
 import { openUsrVerity } from "../lib/usr-verity.ts";
 import { reboot, RB } from "../lib/sys/index.ts";
+import { writeBlacklist } from "../lib/kmod.ts";
 
 // Modules every boot needs whatever the hardware: sd_mod is not requested by
 // any modalias (Flatcar loads it explicitly); the rest back the mounts below.
@@ -50,6 +51,9 @@ function readCommandLine(): BootParams {
 }
 
 async function startDeviceManager(p: BootParams): Promise<void> {
+  // kmod reads modprobe.blacklist= from /proc/cmdline itself; the dracut
+  // name needs a config file it reads the same way.
+  writeBlacklist(p.driverBlacklist);
   if (!listening) {
     devices.start();
     listening = true;

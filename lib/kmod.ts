@@ -2,6 +2,7 @@
 // blacklists and alias globs). Requests are batched: while one modprobe runs,
 // new aliases queue up and the next run takes them all, so a coldplug of a
 // few hundred devices costs a handful of processes, not hundreds.
+import fs from "node:fs";
 import { log } from "./log.ts";
 import { run } from "./spawn.ts";
 
@@ -53,4 +54,18 @@ export class ModuleLoader {
     this.running = null;
     for (const w of this.idleWaiters.splice(0)) w();
   }
+}
+
+export const BLACKLIST_CONF = "/etc/modprobe.d/bunboot-cmdline.conf";
+
+/** The modprobe.d lines for rd.driver.blacklist= (pure, for tests). */
+export function blacklistConf(modules: string[]): string {
+  return modules.map((m) => `blacklist ${m}\n`).join("");
+}
+
+export function writeBlacklist(modules: string[]): void {
+  if (modules.length === 0) return;
+  fs.mkdirSync("/etc/modprobe.d", { recursive: true });
+  fs.writeFileSync(BLACKLIST_CONF, blacklistConf(modules));
+  log.info(`blacklisted modules (rd.driver.blacklist=): ${modules.join(" ")}`);
 }

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import { log } from "./log.ts";
 import { runChecked, run } from "./spawn.ts";
 import { readAt } from "./devices/blockdevs.ts";
-import { parseVeritySuperblock, rootHashFromTop } from "./devices/verity.ts";
+import { hashTreeLevels, hashTreeTopOffset, parseVeritySuperblock, rootHashFromTop } from "./devices/verity.ts";
 import { MAPPER_USR } from "./plan.ts";
 
 export const VERITYSETUP = "/sbin/veritysetup";
@@ -33,7 +33,8 @@ export async function openUsrVerity(dataDev: string, rootHash: string, hashOffse
       "verity.usr",
     );
   }
-  const top = readAt(dataDev, hashOffset + sb.hashBlockSize, sb.hashBlockSize);
+  // A one-block image has no tree: its root hash covers the data block itself.
+  const top = hashTreeLevels(sb) > 0 ? readAt(dataDev, hashTreeTopOffset(sb, hashOffset), sb.hashBlockSize) : readAt(dataDev, 0, sb.dataBlockSize);
   const found = rootHashFromTop(sb, top);
   if (found !== rootHash) {
     throw new VerityError(

@@ -29,6 +29,28 @@ export interface VmOptions {
   name?: string;
 }
 
+/** The QEMU command line for a scenario (or the demo). */
+export function qemuArgs(opts: VmOptions): string[] {
+  const args = [
+    "qemu-system-x86_64",
+    "-machine", "q35",
+    "-cpu", "max",
+    "-smp", "2",
+    "-m", String(opts.memoryMiB ?? 1024),
+    "-nodefaults",
+    "-display", "none",
+    "-serial", "stdio",
+    "-monitor", "none",
+    "-no-reboot",
+    "-kernel", kernelImage(),
+    "-initrd", opts.initrd ?? DIST_INITRD,
+    "-append", `console=ttyS0,115200 printk.time=1 panic=-1 ${opts.append}`,
+  ];
+  for (const d of opts.disks ?? []) args.push("-drive", `file=${d},if=virtio,format=raw,snapshot=on`);
+  args.push(...(opts.extraArgs ?? []));
+  return args;
+}
+
 export class Vm {
   private proc: Subprocess<"pipe", "pipe", "pipe">;
   private output = "";
@@ -38,23 +60,7 @@ export class Vm {
   readonly logFile: string;
 
   constructor(readonly opts: VmOptions) {
-    const args = [
-      "qemu-system-x86_64",
-      "-machine", "q35",
-      "-cpu", "max",
-      "-smp", "2",
-      "-m", String(opts.memoryMiB ?? 1024),
-      "-nodefaults",
-      "-display", "none",
-      "-serial", "stdio",
-      "-monitor", "none",
-      "-no-reboot",
-      "-kernel", kernelImage(),
-      "-initrd", opts.initrd ?? DIST_INITRD,
-      "-append", `console=ttyS0,115200 printk.time=1 panic=-1 ${opts.append}`,
-    ];
-    for (const d of opts.disks ?? []) args.push("-drive", `file=${d},if=virtio,format=raw,snapshot=on`);
-    args.push(...(opts.extraArgs ?? []));
+    const args = qemuArgs(opts);
     fs.mkdirSync(path.join(REPO, ".cache/vm-logs"), { recursive: true });
     this.logFile = path.join(REPO, ".cache/vm-logs", `${opts.name ?? "vm"}.log`);
     fs.writeFileSync(this.logFile, `$ ${args.join(" ")}\n`);
