@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import parseArgs from "yargs-parser";
-import { DEFAULT_MODULES } from "./lib/build/modules.ts";
+import { DEFAULT_MODULES, ModuleSelectionError } from "./lib/build/modules.ts";
 import { BuildError } from "./lib/build/tree.ts";
 import { buildInitrd, FLATCAR_VERITY_HASH_OFFSET, type Compression } from "./lib/build/initrd.ts";
 
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     for (const [component, size] of [...r.breakdown].sort((a, b) => b[1] - a[1])) console.log(`  ${component.padEnd(12)} ${mib(size)}`);
     console.log(`  ${"total".padEnd(12)} ${mib(r.uncompressed)} uncompressed, ${mib(r.compressed)} ${compress}`);
   } catch (e) {
-    if (e instanceof BuildError || (e instanceof Error && e.name === "ModuleSelectionError")) fail(e.message);
+    if (e instanceof BuildError || e instanceof ModuleSelectionError) fail(e.message);
     throw e;
   }
 }

@@ -1,0 +1,107 @@
+// The assembler against the real host (installed by scripts/deps.sh): the
+// Debian kernel's modules, busybox, kmod, veritysetup, dmsetup. A small
+// stand-in replaces the ~100 MiB compiled init to keep this fast.
+import { describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { gunzipSync } from "node:zlib";
+import { decodeNewc } from "./cpio.ts";
+import { buildInitrd, newestKernel, type BuildOptions } from "./initrd.ts";
+
+const REPO = path.resolve(import.meta.dir, "../..");
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bunboot-initrd-test-"));
+
+function options(out: string, extra: Partial<BuildOptions> = {}): BuildOptions {
+  return {
+    initBinary: "/usr/bin/true",
+    out: path.join(tmp, out),
+    compress: "none",
+    modulesRoot: "/lib/modules",
+    firmwareRoot: "/lib/firmware",
+    modules: ["loop", "ext4", "dm-verity"],
+    sysroot: "/",
+    busybox: "/bin/busybox",
+    verityHashOffset: 1065345024,
+    log: () => {},
+    ...extra,
+  };
+}
+
+describe("buildInitrd", () => {
+  test("two builds of the same inputs are byte-identical", async () => {
+    const a = await buildInitrd(options("a.cpio"));
+    const b = await buildInitrd(options("b.cpio"));
+    expect(a.buildId).toBe(b.buildId);
+    expect(Buffer.compare(fs.readFileSync(a.out), fs.readFileSync(b.out))).toBe(0);
+  }, 60_000);
+
+  test("the archive holds the shim, the init, the tools, their libraries, modules with indexes and device nodes", async () => {
+    const r = await buildInitrd(options("c.cpio"));
+    const { entries } = decodeNewc(new Uint8Array(fs.readFileSync(r.out)));
+    const byPath = new Map(entries.map((e) => [e.path.replace(/^\//, ""), e]));
+    const kver = newestKernel("/lib/modules");
+
+    const shim = byPath.get("init");
+    expect(shim?.kind).toBe("file");
+    expect(new TextDecoder().decode((shim as { data: Uint8Array }).data)).toStartWith("#!/bin/busybox sh\n");
+    expect(byPath.get("bin/bunboot-init")?.kind).toBe("file");
+    // The kernel's own module requests run /sbin/modprobe: it must be kmod.
+    expect(byPath.get("sbin/modprobe")).toMatchObject({ kind: "symlink", target: "/bin/kmod" });
+    expect(byPath.get("bin/sh")).toMatchObject({ kind: "symlink", target: "/bin/busybox" });
+    for (const tool of ["bin/busybox", "bin/kmod", "sbin/veritysetup", "sbin/dmsetup"]) expect(byPath.get(tool)?.kind).toBe("file");
+    expect(byPath.get("lib64/ld-linux-x86-64.so.2")?.kind).toBe("file");
+    expect(byPath.get("lib/x86_64-linux-gnu/libc.so.6")?.kind).toBe("file");
+    expect(byPath.get("lib/x86_64-linux-gnu/libcryptsetup.so.12")?.kind).toBe("file");
+    expect(byPath.get("dev/console")).toMatchObject({ kind: "chardev", major: 5, minor: 1 });
+    expect(byPath.get("dev/null")).toMatchObject({ kind: "chardev", major: 1, minor: 3 });
+    for (const idx of ["modules.dep", "modules.dep.bin", "modules.alias.bin", "modules.softdep", "modules.builtin.bin"]) {
+      expect(byPath.has(`lib/modules/${kver}/${idx}`)).toBe(true);
+    }
+    const modules = entries.filter((e) => e.path.endsWith(".ko")).map((e) => path.basename(e.path));
+    // dm-verity's hard dependencies and ext4's soft dependency (an alias) came along.
+    expect(modules).toEqual(expect.arrayContaining(["loop.ko", "ext4.ko", "jbd2.ko", "dm-verity.ko", "dm-bufio.ko", "dm-mod.ko", "crc32c_generic.ko"]));
+    const config = JSON.parse(new TextDecoder().decode((byPath.get("etc/bunboot/config.json") as { data: Uint8Array }).data));
+    expect(config).toEqual({ verityHashOffset: 1065345024, buildId: r.buildId, kernelVersion: kver });
+    for (const e of entries) if ("data" in e && e.kind === "file") expect(e.path).not.toContain("..");
+  }, 60_000);
+
+  test("gzip output unpacks to the same archive", async () => {
+    const plain = await buildInitrd(options("d.cpio"));
+    const gz = await buildInitrd(options("d.cpio.gz", { compress: "gzip", compressLevel: 1 }));
+    expect(Buffer.compare(gunzipSync(fs.readFileSync(gz.out)), fs.readFileSync(plain.out))).toBe(0);
+  }, 60_000);
+});
+
+describe("build.ts rejects bad input with a clear message", () => {
+  function cli(...args: string[]) {
+    const r = Bun.spawnSync([process.execPath, path.join(REPO, "build.ts"), "--init-binary", "/usr/bin/true", "--out", path.join(tmp, "x.img"), ...args], {
+      env: { ...process.env, BUN_BE_BUN: "1" },
+    });
+    return { code: r.exitCode, err: r.stderr.toString() };
+  }
+
+  test("unknown kernel version", () => {
+    const r = cli("--kernel-version", "0.0.0-none");
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("--kernel-version 0.0.0-none: no /lib/modules/0.0.0-none/modules.dep; installed: ");
+  });
+
+  test("a module that exists nowhere", () => {
+    const r = cli("--add-modules", "no_such_module_xyz");
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("kernel module(s) not found in modules.dep and not built in: no_such_module_xyz");
+  });
+
+  test("a missing tool", () => {
+    const r = cli("--busybox", "/nonexistent/busybox");
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("/nonexistent/busybox not found");
+  });
+
+  test("bad option values", () => {
+    expect(cli("--compress", "lz4").err).toContain('--compress expects zstd, xz, gzip or none, got "lz4"');
+    expect(cli("--verity-hash-offset", "100").err).toContain("--verity-hash-offset must be a positive multiple of 4096, got 100");
+    expect(cli("--frobnicate").err).toContain("unknown option --frobnicate");
+  });
+});
