@@ -12,11 +12,20 @@ const BY_LINKS: Array<[string, DeviceRef["kind"]]> = [
   ["/dev/disk/by-label/", "label"],
 ];
 
+// udev writes the names in these links with unsafe bytes as \xHH (a label
+// "My Disk" is by-label/My\x20Disk, a '/' is \x2f, a '\' is \x5c); users
+// copy them from `ls /dev/disk/by-label`, so undo that to get the identity
+// blkid reports. One pass, ASCII only: \x5cx20 stays the literal text \x20,
+// and bytes >= 0x80 (invalid UTF-8 udev escaped) cannot be rebuilt here.
+function udevUnescape(name: string): string {
+  return name.replace(/\\x([0-7][0-9a-fA-F])/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
 export function normaliseRef(ref: DeviceRef): DeviceRef {
   if (ref.kind !== "path") return ref;
   for (const [prefix, kind] of BY_LINKS) {
     if (ref.value.startsWith(prefix)) {
-      const v = ref.value.slice(prefix.length);
+      const v = udevUnescape(ref.value.slice(prefix.length));
       return { kind, value: kind === "partuuid" || kind === "uuid" ? v.toLowerCase() : v } as DeviceRef;
     }
   }

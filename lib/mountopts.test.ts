@@ -1,0 +1,209 @@
+// parseMountOptions() turns mount.usrflags= into mount(2) flags and the
+// filesystem's data string. Flags the kernel gets wrong fail far from the
+// cause (a writable /usr, a mount refused with EINVAL), so every word class
+// is pinned here: flag words, their inverses, userspace-only words, x-
+// comments and filesystem data.
+import { describe, expect, test } from "bun:test";
+import { MountOptionError, parseMountOptions } from "./mountopts.ts";
+import { MS_FLAGS } from "./msflags.ts";
+
+const F = MS_FLAGS;
+
+function thrown(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(MountOptionError);
+    return e as Error;
+  }
+  throw new Error("expected a MountOptionError");
+}
+
+describe("flags", () => {
+  test("ro alone", () => {
+    expect(parseMountOptions("ro")).toEqual({ flags: F.RDONLY, data: "", readOnly: true });
+  });
+
+  test("rw alone", () => {
+    expect(parseMountOptions("rw")).toEqual({ flags: 0, data: "", readOnly: false });
+  });
+
+  test("every flag word sets its MS_ bit", () => {
+    const words: [string, number][] = [
+      ["ro", F.RDONLY],
+      ["nosuid", F.NOSUID],
+      ["nodev", F.NODEV],
+      ["noexec", F.NOEXEC],
+      ["sync", F.SYNCHRONOUS],
+      ["dirsync", F.DIRSYNC],
+      ["noatime", F.NOATIME],
+      ["nodiratime", F.NODIRATIME],
+      ["relatime", F.RELATIME],
+      ["strictatime", F.STRICTATIME],
+      ["lazytime", F.LAZYTIME],
+      ["silent", F.SILENT],
+      ["nosymfollow", F.NOSYMFOLLOW],
+    ];
+    for (const [word, bit] of words) {
+      expect({ word, ...parseMountOptions(word) }).toEqual({ word, flags: bit, data: "", readOnly: bit === F.RDONLY });
+    }
+  });
+
+  test("flags combine", () => {
+    expect(parseMountOptions("ro,nosuid,nodev,noexec,noatime")).toEqual({
+      flags: F.RDONLY | F.NOSUID | F.NODEV | F.NOEXEC | F.NOATIME,
+      data: "",
+      readOnly: true,
+    });
+  });
+
+  test("each inverse word clears its flag", () => {
+    const pairs: [string, string][] = [
+      ["ro", "rw"],
+      ["nosuid", "suid"],
+      ["nodev", "dev"],
+      ["noexec", "exec"],
+      ["sync", "async"],
+      ["noatime", "atime"],
+      ["nodiratime", "diratime"],
+      ["relatime", "norelatime"],
+      ["lazytime", "nolazytime"],
+      ["silent", "loud"],
+    ];
+    for (const [set, clear] of pairs) {
+      expect({ set, clear, ...parseMountOptions(`${set},${clear}`) }).toEqual({ set, clear, flags: 0, data: "", readOnly: false });
+    }
+  });
+
+  test("ro/rw: the last one wins, as in mount(8)", () => {
+    expect(parseMountOptions("ro,rw").readOnly).toBe(false);
+    expect(parseMountOptions("rw,ro").readOnly).toBe(true);
+    expect(parseMountOptions("ro,rw,ro").flags).toBe(F.RDONLY);
+    expect(parseMountOptions("rw,noatime,ro")).toEqual({ flags: F.RDONLY | F.NOATIME, data: "", readOnly: true });
+  });
+
+  test("clearing one flag leaves the others alone", () => {
+    expect(parseMountOptions("ro,nodev,noexec,exec").flags).toBe(F.RDONLY | F.NODEV);
+  });
+
+  test("a repeated word is harmless", () => {
+    expect(parseMountOptions("ro,ro,ro")).toEqual({ flags: F.RDONLY, data: "", readOnly: true });
+  });
+
+  test("words are case-sensitive, as for mount(8): RO is not ro but goes to the filesystem", () => {
+    expect(parseMountOptions("RO")).toEqual({ flags: 0, data: "RO", readOnly: false });
+  });
+});
+
+describe("data", () => {
+  test("filesystem options go to data, in order, flags taken out", () => {
+    expect(parseMountOptions("ro,compress=zstd,noatime,subvol=/usr,user_xattr")).toEqual({
+      flags: F.RDONLY | F.NOATIME,
+      data: "compress=zstd,subvol=/usr,user_xattr",
+      readOnly: true,
+    });
+  });
+
+  test("values with '=' and ':' are kept whole", () => {
+    expect(parseMountOptions("compress=zstd:3,rescue=nologreplay,uid=0").data).toBe("compress=zstd:3,rescue=nologreplay,uid=0");
+  });
+
+  test("unknown words are left for the kernel to judge", () => {
+    expect(parseMountOptions("frobnicate").data).toBe("frobnicate");
+  });
+
+  test("words that only contain an x- further on are not comments", () => {
+    // Only a leading x-/X- marks a userspace comment.
+    expect(parseMountOptions("max-y=1,box-x").data).toBe("max-y=1,box-x");
+  });
+});
+
+describe("dropped words", () => {
+  test("x- and X- options never reach the kernel", () => {
+    expect(parseMountOptions("ro,x-systemd.device-timeout=0,X-mount.mkdir,x-initrd.mount")).toEqual({
+      flags: F.RDONLY,
+      data: "",
+      readOnly: true,
+    });
+  });
+
+  test("userspace-only words are accepted and dropped", () => {
+    for (const word of ["defaults", "auto", "noauto", "nofail", "user", "nouser", "_netdev"]) {
+      expect({ word, ...parseMountOptions(word) }).toEqual({ word, flags: 0, data: "", readOnly: false });
+    }
+  });
+
+  test("defaults does not undo an earlier ro (libmount treats it as a no-op)", () => {
+    expect(parseMountOptions("ro,defaults").readOnly).toBe(true);
+  });
+
+  test("empty items (doubled or trailing commas) are skipped", () => {
+    expect(parseMountOptions(",ro,,compress=zstd,")).toEqual({ flags: F.RDONLY, data: "compress=zstd", readOnly: true });
+  });
+
+  test("blanks around an option are trimmed", () => {
+    expect(parseMountOptions(" ro , compress=zstd ")).toEqual({ flags: F.RDONLY, data: "compress=zstd", readOnly: true });
+  });
+});
+
+describe("empty", () => {
+  test("the empty string: no flags, no data, writable", () => {
+    expect(parseMountOptions("")).toEqual({ flags: 0, data: "", readOnly: false });
+  });
+
+  test("only commas and blanks: the same", () => {
+    expect(parseMountOptions(" , ,")).toEqual({ flags: 0, data: "", readOnly: false });
+  });
+});
+
+describe("rejected", () => {
+  // The data string goes to the kernel unquoted; a quote or blank in it means
+  // the user's quoting went wrong, and the kernel's error would not say so.
+  test("a space inside an option", () => {
+    expect(thrown(() => parseMountOptions("ro,a b", "mount.usrflags")).message).toBe(
+      'mount.usrflags=ro,a b: option "a b" contains a space, quote or backslash',
+    );
+  });
+
+  test("a tab inside an option", () => {
+    expect(thrown(() => parseMountOptions("a\tb", "mount.usrflags")).message).toBe(
+      'mount.usrflags=a\tb: option "a\tb" contains a space, quote or backslash',
+    );
+  });
+
+  test("double quote", () => {
+    expect(thrown(() => parseMountOptions('ro,"noatime"', "mount.usrflags")).message).toBe(
+      'mount.usrflags=ro,"noatime": option ""noatime"" contains a space, quote or backslash',
+    );
+  });
+
+  test("single quote", () => {
+    expect(thrown(() => parseMountOptions("subvol='usr'", "usrflags")).message).toBe(
+      `usrflags=subvol='usr': option "subvol='usr'" contains a space, quote or backslash`,
+    );
+  });
+
+  test("backslash", () => {
+    expect(thrown(() => parseMountOptions("ro,a\\,b", "mount.usrflags")).message).toBe(
+      'mount.usrflags=ro,a\\,b: option "a\\" contains a space, quote or backslash',
+    );
+  });
+
+  test("the first bad option is named, even after good ones", () => {
+    expect(thrown(() => parseMountOptions("ro,noatime,x y,'z'", "mount.usrflags")).message).toBe(
+      `mount.usrflags=ro,noatime,x y,'z': option "x y" contains a space, quote or backslash`,
+    );
+  });
+
+  test("an x- option is checked too: it is rejected, not silently dropped", () => {
+    expect(thrown(() => parseMountOptions("x-a b")).message).toBe('mount options=x-a b: option "x-a b" contains a space, quote or backslash');
+  });
+
+  test("without a parameter name the message says 'mount options'", () => {
+    expect(thrown(() => parseMountOptions("a b")).message).toBe('mount options=a b: option "a b" contains a space, quote or backslash');
+  });
+
+  test("MountOptionError is an Error", () => {
+    expect(thrown(() => parseMountOptions("'"))).toBeInstanceOf(Error);
+  });
+});
