@@ -25,7 +25,15 @@ const modules = new ModuleLoader();
 const devices = new DeviceManager(modules);
 let params: BootParams | null = null;
 let config: InitrdConfig | null = null;
-let listening = false;
+let currentAttempt = 0;
+
+class Superseded extends Error {}
+
+/** Runs a boot step unless this attempt was abandoned after a stray error. */
+function step<T>(attempt: number, name: string, fn: () => Promise<T> | T): Promise<T> {
+  if (attempt !== currentAttempt) throw new Superseded(`attempt ${attempt} was abandoned`);
+  return runStep(name, fn);
+}
 
 async function breakpoint(name: (typeof BREAKPOINTS)[number]): Promise<void> {
   if (!params) return;
@@ -54,24 +62,21 @@ async function startDeviceManager(p: BootParams): Promise<void> {
   // kmod reads modprobe.blacklist= from /proc/cmdline itself; the dracut
   // name needs a config file it reads the same way.
   writeBlacklist(p.driverBlacklist);
-  if (!listening) {
-    devices.start();
-    listening = true;
-  }
+  devices.start();
   const n = devices.coldplug();
   log.debug(`coldplug: ${n} modaliases`);
   await modules.load([...p.driverPre, ...BASE_MODULES], "base modules and rd.driver.pre");
 }
 
-async function findAndOpenUsr(plan: UsrPlan, p: BootParams, cfg: InitrdConfig): Promise<{ device: string | null }> {
+async function findAndOpenUsr(attempt: number, plan: UsrPlan, p: BootParams, cfg: InitrdConfig): Promise<{ device: string | null }> {
   switch (plan.kind) {
     case "verity": {
-      const dataDev = await runStep("wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices));
+      const dataDev = await step(attempt, "wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices));
       await breakpoint("pre-verity");
-      return { device: await runStep("verity", () => openUsrVerity(dataDev, plan.rootHash, cfg.verityHashOffset)) };
+      return { device: await step(attempt, "verity", () => openUsrVerity(dataDev, plan.rootHash, cfg.verityHashOffset)) };
     }
     case "plain": {
-      const dev = await runStep("wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices));
+      const dev = await step(attempt, "wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices));
       await breakpoint("pre-verity");
       return { device: dev };
     }
@@ -82,40 +87,40 @@ async function findAndOpenUsr(plan: UsrPlan, p: BootParams, cfg: InitrdConfig): 
 }
 
 async function boot(attempt: number): Promise<never> {
-  await runStep("early-mounts", () => {
+  await step(attempt, "early-mounts", () => {
     mountEarly();
     openSinks();
-    persistTo("/run/bunboot/log");
+    if (attempt === 1) persistTo("/run/bunboot/log");
   });
   if (attempt === 1) log.info(`bunboot starting (PID ${process.pid})`);
   else log.info(`boot attempt ${attempt}`);
   // A retry starts from a clean state: the mounts of the failed attempt go.
   if (attempt > 1) unmountBelow([NEW_ROOT, "/underlay", "/work", "/sysusr"]);
 
-  const p = await runStep("cmdline", readCommandLine);
-  const cfg = (config = readConfig());
-  const plan = await runStep("plan", () => planUsr(p, { hasUsrSquashfs: fs.existsSync("/usr.squashfs") }));
+  const p = await step(attempt, "cmdline", readCommandLine);
+  const cfg = (config = await step(attempt, "config", readConfig));
+  const plan = await step(attempt, "plan", () => planUsr(p, { hasUsrSquashfs: fs.existsSync("/usr.squashfs") }));
   log.info(`/usr from ${plan.kind === "squashfs-file" ? plan.image : plan.kind === "verity" ? "dm-verity" : "a plain device"}`);
 
   await breakpoint("pre-udev");
-  await runStep("device-manager", () => startDeviceManager(p));
+  await step(attempt, "device-manager", () => startDeviceManager(p));
 
-  const usr = await findAndOpenUsr(plan, p, cfg);
+  const usr = await findAndOpenUsr(attempt, plan, p, cfg);
   await breakpoint("pre-mount");
-  await runStep("mount-usr", () => {
+  await step(attempt, "mount-usr", () => {
     if (plan.kind === "squashfs-file") mountSquashfsFile(plan.image, SYSUSR);
     else mountUsrDevice(usr.device!, SYSUSR, plan.fsType, plan.options);
   });
-  await runStep("full-initrd", () => {
+  await step(attempt, "full-initrd", () => {
     mountFullInitrd();
     if (plan.kind === "squashfs-file") handOverPxe(plan.image);
   });
-  await modules.idle();
+  await modules.idleWithin(30_000);
   await breakpoint("pre-switch-root");
-  return runStep("switch-root", () => {
+  return step(attempt, "switch-root", () => {
     log.info(`/usr is ${mountSourceOf(NEW_ROOT + SYSUSR)} at ${SYSUSR}`);
-    devices.stop();
-    return switchRoot({ init: p.init ?? "/init", args: [], env: process.env });
+    if (attempt !== currentAttempt) throw new Superseded(`attempt ${attempt} was abandoned`);
+    return switchRoot({ init: p.init ?? "/init", args: [], env: process.env, onCommit: () => devices.stop() });
   });
 }
 
@@ -137,14 +142,35 @@ async function main(): Promise<never> {
   process.on("SIGTERM", () => {});
   // PID 1 must never exit: anything thrown outside the boot's own try is
   // logged (the boot loop below handles failures of the boot itself).
-  process.on("uncaughtException", (e) => log.err(`unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : e}`));
-  process.on("unhandledRejection", (e) => log.err(`unexpected rejection: ${e instanceof Error ? (e.stack ?? e.message) : e}`));
+  // An error thrown outside the boot's own await chain (a callback, a stray
+  // promise) must fail the boot like any other error, not leave it hanging.
+  let failBoot: (e: unknown) => void = () => {};
+  const onStray = (what: string) => (e: unknown) => {
+    log.debug(`${what}: ${e instanceof Error ? (e.stack ?? e.message) : e}`);
+    failBoot(e);
+  };
+  process.on("uncaughtException", onStray("uncaught exception"));
+  process.on("unhandledRejection", onStray("unhandled rejection"));
   startReaper();
   for (let attempt = 1; ; attempt++) {
+    currentAttempt = attempt;
     try {
-      await boot(attempt);
+      const stray = new Promise<never>((_, reject) => (failBoot = reject));
+      // Settled late (while the emergency path runs) it must not count as unhandled.
+      stray.catch(() => {});
+      await Promise.race([boot(attempt), stray]);
     } catch (e) {
-      await handleFailure(describe(e), params, config?.buildId ?? "unknown");
+      // A stray error wins the race while boot() may still be running: the
+      // next step it reaches sees it was superseded and stops.
+      currentAttempt = -attempt;
+      try {
+        await handleFailure(describe(e), params, config?.buildId ?? "unknown");
+      } catch (inner) {
+        // The failure path itself failed (no shell to spawn?): the only
+        // safe thing left for PID 1 is a clean reboot.
+        log.err(`emergency handling failed: ${inner instanceof Error ? inner.message : inner}`);
+        powerAction("reboot");
+      }
     }
   }
 }

@@ -27,7 +27,7 @@ export function formatFailure(f: FailureReport, buildId: string): string {
   const lines = [`boot failed in step "${f.step}":`, ...f.message.split("\n").map((l) => "  " + l)];
   if (f.param) lines.push(`parameter to check: ${f.param}=`);
   lines.push(
-    `to debug: add rd.debug (log every step and command), rd.break=<pre-udev|pre-verity|pre-mount|pre-switch-root> or rd.earlyshell (shell at breakpoints); the boot log is in /run/bunboot/log (initrd build ${buildId})`,
+    `to debug: add rd.debug or rd.earlytrace (log every step, command and uevent), rd.break=<pre-udev|pre-verity|pre-mount|pre-switch-root> or rd.earlyshell (shell at breakpoints); the boot log is in /run/bunboot/log (initrd build ${buildId})`,
   );
   return lines.join("\n");
 }

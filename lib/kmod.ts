@@ -43,16 +43,34 @@ export class ModuleLoader {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /** idle(), but gives up after `ms` with a warning instead of hanging the boot. */
+  async idleWithin(ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([
+      this.idle().then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), ms))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) log.warn(`module loading still busy after ${ms / 1000} s (queued: ${[...this.queue].join(" ") || "none"}); going on`);
+  }
+
   private async drain(): Promise<void> {
-    while (this.queue.size > 0) {
-      const batch = [...this.queue];
-      this.queue.clear();
-      // -q: most modaliases have no driver at all, which is not an error.
-      const r = await run([this.modprobe, "-b", "-q", "-a", "--", ...batch], { what: `modalias batch of ${batch.length}` });
-      if (r.code !== 0 && r.stderr.trim()) log.debug(`modprobe batch: ${r.stderr.trim()}`);
+    try {
+      while (this.queue.size > 0) {
+        const batch = [...this.queue];
+        this.queue.clear();
+        // -q: most modaliases have no driver at all, which is not an error.
+        const r = await run([this.modprobe, "-b", "-q", "-a", "--", ...batch], { what: `modalias batch of ${batch.length}` });
+        if (r.code !== 0 && r.stderr.trim()) log.debug(`modprobe batch: ${r.stderr.trim()}`);
+      }
+    } catch (e) {
+      log.warn(`modprobe could not run: ${e instanceof Error ? e.message : e}`);
+    } finally {
+      // Whatever happened, later requests must start a new drain and
+      // waiters must not hang.
+      this.running = null;
+      for (const w of this.idleWaiters.splice(0)) w();
     }
-    this.running = null;
-    for (const w of this.idleWaiters.splice(0)) w();
   }
 }
 

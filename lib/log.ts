@@ -42,8 +42,10 @@ export function openSinks(): void {
   }
   try {
     // Records below console_loglevel are echoed on the console by the
-    // kernel itself; printing them too would show every line twice.
-    consoleLoglevel = Number(fs.readFileSync("/proc/sys/kernel/printk", "utf8").trim().split(/\s+/)[0]) || 0;
+    // kernel itself; printing them too would show every line twice. Unless
+    // the rate limit is really off, kmsg may drop lines: then print all.
+    const unlimited = fs.readFileSync("/proc/sys/kernel/printk_devkmsg", "utf8").trim() === "on";
+    consoleLoglevel = unlimited ? Number(fs.readFileSync("/proc/sys/kernel/printk", "utf8").trim().split(/\s+/)[0]) || 0 : 0;
   } catch {
     consoleLoglevel = 0;
   }

@@ -69,7 +69,10 @@ export function mountUsrDevice(device: string, target: string, fsType: string, o
     mount(device, target, type, opts.flags, data || null);
   } catch (e) {
     if (e instanceof SysError && e.code === "EINVAL" && data) {
-      throw new Error(`mounting ${device} (${type}) on ${target} failed: the kernel rejected the options "${data}" from mount.usrflags= (${e.message})`);
+      throw Object.assign(
+        new Error(`mounting ${device} (${type}) on ${target} failed: the kernel rejected the options "${data}" from mount.usrflags= (${e.message}); the kernel log above names the option`),
+        { param: "mount.usrflags" },
+      );
     }
     throw e;
   }

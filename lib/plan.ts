@@ -4,6 +4,7 @@
 import type { BootParams, DeviceRef } from "./cmdline.ts";
 import { formatDeviceRef } from "./cmdline.ts";
 import { parseMountOptions, type MountOptions } from "./mountopts.ts";
+import { MS_FLAGS } from "./msflags.ts";
 
 export const MAPPER_USR = "/dev/mapper/usr";
 
@@ -44,7 +45,10 @@ export function planUsr(p: BootParams, facts: InitramfsFacts): UsrPlan {
         "mount.usr",
       );
     }
-    return { kind: "verity", data: p.verityUsr, rootHash: p.verityUsrHash, fsType, options };
+    // dm-verity devices are read-only: force ro rather than fail the mount
+    // with EACCES when mount.usrflags= leaves it out.
+    const ro = { ...options, flags: options.flags | MS_FLAGS.RDONLY, readOnly: true };
+    return { kind: "verity", data: p.verityUsr, rootHash: p.verityUsrHash, fsType, options: ro };
   }
   if (p.verityUsrHash) {
     throw new PlanError(`verity.usrhash= is set but verity.usr= is missing: name the partition that holds /usr and its hash tree`, "verity.usr");

@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { log } from "./log.ts";
-import { chroot, mount, MS, MNT_DETACH, umount, sync } from "./sys/index.ts";
+import { chroot, mount, MS, MNT_DETACH, reboot, RB, umount, sync } from "./sys/index.ts";
 import { isMountpoint, mkdirs, mountSquashfsFile } from "./mounts.ts";
 
 export const SYSUSR = "/sysusr/usr";
@@ -46,22 +46,54 @@ export function handOverPxe(usrImage: string): void {
   mount("none", target, null, MS.BIND | MS.REMOUNT | MS.RDONLY, null);
 }
 
-/** Resolves `init` inside newRoot as the kernel would after chroot (absolute links are relative to newRoot). */
+/** The kernel's limit on symlinks followed in one path walk (MAXSYMLINKS). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * Resolves `init` inside newRoot as the kernel's path walk will after chroot,
+ * one component at a time: lstat() on a whole path would let the host follow
+ * a directory link such as /sbin -> /usr/sbin to the host's /usr/sbin, a
+ * relative target is relative to the directory the link really is in (not
+ * to the path as written), and ".." at the new root stays there. Returns the
+ * resolved path inside newRoot if it is an executable regular file, else null
+ * (missing, not executable, or more than MAX_SYMLINKS links).
+ */
 export function resolveInRoot(newRoot: string, init: string): string | null {
-  let p = init;
-  for (let hops = 0; hops < 40; hops++) {
-    const full = path.join(newRoot, p);
+  // Resolved components (none is a symlink), and the rest still to walk as a
+  // stack (next component last), so a link's target goes in front of the rest.
+  const done: string[] = [];
+  const todo = init.split("/").reverse();
+  let links = 0;
+  let isDir = true; // newRoot itself
+  while (todo.length > 0) {
+    const name = todo.pop()!;
+    if (!isDir) return null; // "file/x" or "file/": ENOTDIR
+    if (name === "" || name === ".") continue;
+    if (name === "..") {
+      done.pop();
+      continue;
+    }
+    const full = path.join(newRoot, ...done, name);
     let st: fs.Stats;
     try {
       st = fs.lstatSync(full);
     } catch {
       return null;
     }
-    if (!st.isSymbolicLink()) return st.isFile() && (st.mode & 0o111) !== 0 ? p : null;
-    const target = fs.readlinkSync(full);
-    p = target.startsWith("/") ? target : path.join(path.dirname(p), target);
+    if (st.isSymbolicLink()) {
+      if (++links > MAX_SYMLINKS) return null;
+      const target = fs.readlinkSync(full);
+      if (target.startsWith("/")) done.length = 0;
+      todo.push(...target.split("/").reverse());
+      continue;
+    }
+    done.push(name);
+    isDir = st.isDirectory();
   }
-  return null;
+  if (isDir) return null;
+  // No component of this path is a symlink, so lstat sees the file itself.
+  const st = fs.lstatSync(path.join(newRoot, ...done));
+  return st.isFile() && (st.mode & 0o111) !== 0 ? "/" + done.join("/") : null;
 }
 
 /**
@@ -101,7 +133,8 @@ export interface SwitchRootOptions {
   init: string;
   args: string[];
   env: Record<string, string | undefined>;
-  beforeExec?: () => void;
+  /** Called once the checks passed and nothing can turn back. */
+  onCommit?: () => void;
 }
 
 /** Boot contract step 8. Only returns by throwing, and only before anything is destroyed. */
@@ -110,32 +143,47 @@ export function switchRoot(opts: SwitchRootOptions): never {
   const init = resolveInRoot(NEW_ROOT, opts.init);
   if (!init) throw new Error(`the full initrd has no executable ${opts.init} (init=); refusing to switch root`);
 
-  // Past this point there is no way back: the shell and tools are deleted.
-  // Keep /run (and the boot log in it) for stage 2; detach the rest, as
-  // Flatcar's minimal init does, so stage 2 mounts them its own way.
-  if (fs.existsSync(NEW_ROOT + "/run")) mount("/run", NEW_ROOT + "/run", null, MS.MOVE, null);
-  for (const t of ["/dev/pts", "/sys", "/dev"]) {
-    try {
-      umount(t, MNT_DETACH);
-    } catch {}
-  }
-  const rootDev = fs.statSync("/").dev;
-  const freed = emptyOldRoot("/", rootDev, NEW_ROOT);
-  log.info(`freed ${(freed / 1048576).toFixed(1)} MiB of the old initramfs; switching root to ${NEW_ROOT}, exec ${opts.init}`);
-  opts.beforeExec?.();
+  opts.onCommit?.();
   try {
-    umount("/proc", MNT_DETACH);
-  } catch {}
-  process.chdir(NEW_ROOT);
-  mount(NEW_ROOT, "/", null, MS.MOVE, null);
-  chroot(".");
-  process.chdir("/");
-  sync();
-  // execve keeps PID 1; the full initrd's init takes over.
-  (process as unknown as { execve(file: string, args: string[], env: Record<string, string | undefined>): never }).execve(
-    opts.init,
-    [opts.init, ...opts.args],
-    opts.env,
-  );
-  throw new Error("execve returned");
+    // Past this point there is no way back: the shell and tools are deleted.
+    // Keep /run (and the boot log in it) for stage 2; detach the rest, as
+    // Flatcar's minimal init does, so stage 2 mounts them its own way.
+    fs.mkdirSync(NEW_ROOT + "/run", { recursive: true, mode: 0o755 });
+    mount("/run", NEW_ROOT + "/run", null, MS.MOVE, null);
+    for (const t of ["/dev/pts", "/sys", "/dev"]) {
+      try {
+        umount(t, MNT_DETACH);
+      } catch {}
+    }
+    const rootDev = fs.statSync("/").dev;
+    const freed = emptyOldRoot("/", rootDev, NEW_ROOT);
+    log.info(`freed ${(freed / 1048576).toFixed(1)} MiB of the old initramfs; switching root to ${NEW_ROOT}, exec ${opts.init}`);
+    try {
+      umount("/proc", MNT_DETACH);
+    } catch {}
+    process.chdir(NEW_ROOT);
+    mount(NEW_ROOT, "/", null, MS.MOVE, null);
+    chroot(".");
+    process.chdir("/");
+    sync();
+    // execve keeps PID 1; the full initrd's init takes over.
+    (process as unknown as { execve(file: string, args: string[], env: Record<string, string | undefined>): never }).execve(
+      opts.init,
+      [opts.init, ...opts.args],
+      opts.env,
+    );
+    throw new Error("execve returned");
+  } catch (e) {
+    // The old root (shell included) is gone: no emergency shell and no
+    // retry is possible any more. Say what happened and reboot.
+    log.err(`switch root failed after the old initramfs was emptied: ${e instanceof Error ? e.message : e}; rebooting in 10 seconds`);
+    Bun.sleepSync(10_000);
+    sync();
+    for (;;) {
+      try {
+        reboot(RB.AUTOBOOT);
+      } catch {}
+      Bun.sleepSync(1000);
+    }
+  }
 }

@@ -49,11 +49,13 @@ export async function openUsrVerity(dataDev: string, rootHash: string, hashOffse
   // reuse it when it is the same table, otherwise replace it.
   if (fs.existsSync(`/dev/mapper/${MAPPER_NAME}`)) {
     const table = await run([DMSETUP, "table", MAPPER_NAME]);
-    if (table.code === 0 && table.stdout.includes(rootHash)) {
+    if (table.code === 0 && isOurTable(table.stdout, majorMinor(dataDev), rootHash)) {
       log.info(`reusing the existing ${MAPPER_USR} mapping from the previous attempt`);
       await checkVerified();
+      ensureNode();
       return MAPPER_USR;
     }
+    log.info(`replacing the existing ${MAPPER_USR} mapping (${table.stdout.trim() || "no table"})`);
     await runChecked([DMSETUP, "remove", "--retry", MAPPER_NAME], "removing the stale /dev/mapper/usr");
   }
 
@@ -64,6 +66,28 @@ export async function openUsrVerity(dataDev: string, rootHash: string, hashOffse
   await checkVerified();
   ensureNode();
   return MAPPER_USR;
+}
+
+function majorMinor(dev: string): string {
+  const rdev = fs.statSync(dev).rdev;
+  // glibc's gnu_dev_major/minor decoding of dev_t.
+  const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+  const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff & 0xfffff);
+  return `${major}:${minor}`;
+}
+
+/**
+ * Whether a dm table is the mapping this boot would create: verity over the
+ * same data and hash device with the same root hash, and corruption still
+ * fatal. A mapping made by hand in the emergency shell with
+ * ignore_corruption would pass unverified data, so it is never reused.
+ */
+export function isOurTable(table: string, dataDev: string, rootHash: string): boolean {
+  const f = table.trim().split(/\s+/);
+  // start len verity version data hash dbs hbs nblocks hashstart alg root salt [nopts opts...]
+  if (f[2] !== "verity" || f[4] !== dataDev || f[5] !== dataDev || f[11] !== rootHash) return false;
+  const opts = f.slice(14);
+  return opts.includes("panic_on_corruption") && !opts.some((o) => o === "ignore_corruption" || o === "restart_on_corruption" || o === "ignore_zero_blocks");
 }
 
 // veritysetup can exit 0 with a table the kernel flags as corrupted: the

@@ -47,7 +47,8 @@ export async function waitForDevice(
   for (;;) {
     if (r.kind === "path" && isBlockDevice(r.value)) return r.value;
     if (r.kind !== "path") {
-      const found = matchDevices(r, listBlockDevices({ probeFs }));
+      // sysfs shows a device a moment before devtmpfs has its node.
+      const found = matchDevices(r, listBlockDevices({ probeFs })).filter((d) => isBlockDevice(d.devPath));
       if (found.length === 1) {
         log.info(`${what} is ${found[0]!.devPath}`);
         return found[0]!.devPath;

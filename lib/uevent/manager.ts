@@ -19,12 +19,18 @@ export class DeviceManager {
 
   /** Starts listening; must run before coldplug so no device falls in between. */
   start(): void {
-    this.fd = openUeventSocket();
     this.stopped = false;
-    void this.readLoop(this.fd).catch((e) => {
+    if (this.fd !== null) return;
+    this.fd = openUeventSocket();
+    const fd = this.fd;
+    void this.readLoop(fd).catch((e) => {
       // A dead listener means hotplugged devices go unnoticed; the periodic
       // re-coldplug in waits still finds them, so say it and carry on.
       log.warn(`uevent listener stopped: ${e instanceof Error ? e.message : e}`);
+      if (this.fd === fd) {
+        close(fd);
+        this.fd = null;
+      }
     });
   }
 
@@ -40,8 +46,15 @@ export class DeviceManager {
     const buf = Buffer.alloc(64 * 1024);
     while (!this.stopped) {
       const n = await new Promise<number>((resolve, reject) =>
-        fs.read(fd, buf, 0, buf.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))),
+        fs.read(fd, buf, 0, buf.length, null, (err, bytes) => {
+          // ENOBUFS: the kernel dropped events while we were busy; the
+          // re-coldplug in device waits recovers what they announced.
+          if (err && (err as NodeJS.ErrnoException).code === "ENOBUFS") resolve(0);
+          else if (err) reject(err);
+          else resolve(bytes);
+        }),
       );
+      if (n === 0) continue;
       if (this.stopped) break;
       const ev = parseNetlinkUevent(buf.subarray(0, n));
       if (ev) this.handle(ev);
