@@ -5,6 +5,7 @@ import fs from "node:fs";
 import { BREAKPOINTS, parseBootParams, splitCmdline, type BootParams } from "../lib/cmdline.ts";
 import { readConfig, type InitrdConfig } from "../lib/config.ts";
 import { waitForDevice } from "../lib/devices/wait.ts";
+import { describeUnbound, findUnboundDevices } from "../lib/devices/unbound.ts";
 import { emergencyShell, handleFailure, powerAction } from "../lib/emergency.ts";
 import { ModuleLoader } from "../lib/kmod.ts";
 import { log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
@@ -68,15 +69,23 @@ async function startDeviceManager(p: BootParams): Promise<void> {
   await modules.load([...p.driverPre, ...BASE_MODULES], "base modules and rd.driver.pre");
 }
 
+/** The hint in "still waiting" lines: controllers no driver took, and why. */
+async function unboundHint(): Promise<string | null> {
+  const devs = findUnboundDevices();
+  const resolved = new Map<string, string[]>();
+  for (const d of devs) resolved.set(d.modalias, await modules.resolve(d.modalias));
+  return describeUnbound(devs, (a) => resolved.get(a) ?? [], params?.driverBlacklist ?? []);
+}
+
 async function findAndOpenUsr(attempt: number, plan: UsrPlan, p: BootParams, cfg: InitrdConfig): Promise<{ device: string | null }> {
   switch (plan.kind) {
     case "verity": {
-      const dataDev = await step(attempt, "wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices));
+      const dataDev = await step(attempt, "wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices, unboundHint));
       await breakpoint("pre-verity");
       return { device: await step(attempt, "verity", () => openUsrVerity(dataDev, plan.rootHash, cfg.verityHashOffset)) };
     }
     case "plain": {
-      const dev = await step(attempt, "wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices));
+      const dev = await step(attempt, "wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices, unboundHint));
       await breakpoint("pre-verity");
       return { device: dev };
     }

@@ -46,23 +46,28 @@ export function powerAction(action: "reboot" | "poweroff" | "halt"): never {
   }
 }
 
-/** Reads a line from the console within the timeout; null when it ran out. */
-function waitForEnter(timeoutSec: number): boolean {
+/**
+ * Waits for Enter on the console. Polls without blocking and yields to the
+ * event loop between polls, so signal handlers (Ctrl-Alt-Del), the uevent
+ * listener and the reaper keep running while the prompt waits.
+ */
+async function waitForEnter(timeoutSec: number): Promise<boolean> {
   const deadline = Date.now() + timeoutSec * 1000;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) return false;
-    if (pollIn(0, Math.min(left, 1000))) {
-      const buf = Buffer.alloc(256);
+  const buf = Buffer.alloc(256);
+  while (Date.now() < deadline) {
+    if (pollIn(0, 0)) {
+      let n = 0;
       try {
-        const n = fs.readSync(0, buf, 0, buf.length, null);
-        if (n > 0 && buf.subarray(0, n).includes(10)) return true;
-        if (n > 0 && buf.subarray(0, n).includes(13)) return true;
+        n = fs.readSync(0, buf, 0, buf.length, null);
       } catch {
         return false;
       }
+      const got = buf.subarray(0, n);
+      if (got.includes(10) || got.includes(13)) return true;
     }
+    await Bun.sleep(100);
   }
+  return false;
 }
 
 export async function emergencyShell(reason: string): Promise<void> {
@@ -81,7 +86,7 @@ export async function handleFailure(f: FailureReport, params: BootParams | null,
   if (action === "reboot" || action === "poweroff" || action === "halt") powerAction(action);
   if (!shellAllowed) {
     log.err(`rd.shell=0: no emergency shell; rebooting in ${timeout} seconds`);
-    Bun.sleepSync(timeout * 1000);
+    await Bun.sleep(timeout * 1000);
     powerAction("reboot");
   }
   if (action === "shell") {
@@ -89,7 +94,7 @@ export async function handleFailure(f: FailureReport, params: BootParams | null,
     return;
   }
   consoleWrite(`\nPress Enter for emergency shell or wait ${timeout} seconds for reboot.\n`);
-  if (waitForEnter(timeout)) {
+  if (await waitForEnter(timeout)) {
     await emergencyShell("Enter pressed");
     return;
   }

@@ -37,6 +37,12 @@ export class ModuleLoader {
     }
   }
 
+  /** Module names an alias resolves to in this initrd (kmod's own matching, globs included). */
+  async resolve(alias: string): Promise<string[]> {
+    const r = await run([this.modprobe, "-R", "--", alias]);
+    return r.code === 0 ? r.stdout.split("\n").map((l) => l.trim()).filter(Boolean) : [];
+  }
+
   /** Resolves when no modprobe is running and nothing is queued. */
   idle(): Promise<void> {
     if (!this.running && this.queue.size === 0) return Promise.resolve();

@@ -83,7 +83,13 @@ function emit(level: Level, text: string): void {
     const echoedByKernel = kmsgFd !== null && KMSG_PRIO[level] < consoleLoglevel;
     const toConsole = (level !== "debug" || verbose) && !echoedByKernel;
     if (toConsole) {
-      const consoleLine = level === "info" || level === "debug" ? `bunboot: ${line}\n` : `bunboot: ${level === "err" ? "ERROR" : "warning"}: ${line}\n`;
+      // Debug lines carry their own time: the trace is read for timing.
+      const consoleLine =
+        level === "debug"
+          ? `[${uptime()}] bunboot[${step}]: ${line}\n`
+          : level === "info"
+            ? `bunboot: ${line}\n`
+            : `bunboot: ${level === "err" ? "ERROR" : "warning"}: ${line}\n`;
       if (consoleFd !== null) safeWrite(consoleFd, consoleLine);
       else safeWrite(2, consoleLine);
     }

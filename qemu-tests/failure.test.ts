@@ -35,6 +35,13 @@ describe("failures and debugging", () => {
       const mark = vm.console.length;
       vm.send("echo round-$((40 + 2)); cat /run/bunboot/log | grep -c 'boot failed'\n");
       await vm.expect(/round-42\s+1\s/, 30_000, mark);
+      // Job control: the shell owns the tty, so Ctrl-C stops a foreground job.
+      const jobs = vm.console.length;
+      vm.send("sleep 600\n");
+      await Bun.sleep(2000);
+      vm.send("\x03");
+      vm.send("echo after-$((6 * 7))\n");
+      await vm.expect("after-42", 30_000, jobs);
       vm.send("exit\n");
       await vm.expect("boot attempt 2", 60_000, mark);
       const second = vm.console.length;
@@ -64,6 +71,20 @@ describe("failures and debugging", () => {
     expect(out).toMatch(/\/dev\/vda1 \(8\.0 MiB\) PARTUUID=e03dd35c-7c2d-4a47-b3fe-27f15780a57c PARTLABEL=USR-B/);
     expect(out).toContain("parameter to check: verity.usr=");
     expect(out).toContain("poweroff now");
+  }, BOOT_MS + 60_000);
+
+  test("2b. a blacklisted disk driver: the still-waiting lines name the device and the blacklisted module", async () => {
+    const vm = new Vm({
+      name: "blacklisted-driver",
+      disks: [fx.flatcarDisk],
+      append: flatcarAppend(fx.usrA.rootHash, "rd.driver.blacklist=virtio_blk rd.earlytimeout=7 rd.emergency=poweroff"),
+    });
+    await withVm(vm, async () => {
+      await vm.waitExit(BOOT_MS);
+    });
+    expect(vm.console).toContain("blacklisted modules (rd.driver.blacklist=): virtio_blk");
+    expect(vm.console).toMatch(/still waiting for verity\.usr=PARTUUID=.*devices without a driver: virtio virtio\d+ \[virtio:d00000002v00001AF4\]: virtio_blk \(blacklisted\)/);
+    expect(vm.console).toContain("none: no disk driver found a disk");
   }, BOOT_MS + 60_000);
 
   test("3. a corrupted /usr data block is refused by dm-verity (panic on corruption), nothing unverified is served", async () => {
@@ -110,7 +131,7 @@ describe("failures and debugging", () => {
   }, BOOT_MS * 2);
 
   test("5. rd.break=pre-mount gives one shell, at that point only", async () => {
-    const vm = new Vm({ name: "break-pre-mount", disks: [fx.flatcarDisk], append: flatcarAppend(fx.usrA.rootHash, "rd.break=pre-mount") });
+    const vm = new Vm({ name: "break-pre-mount", disks: [fx.flatcarDisk], append: flatcarAppend(fx.usrA.rootHash, "rd.break=pre-mount rd.debug") });
     await withVm(vm, async () => {
       await vm.expect("breakpoint pre-mount: rd.break=pre-mount", BOOT_MS);
       await vm.expect("bunboot# ", 60_000);
@@ -123,6 +144,9 @@ describe("failures and debugging", () => {
       await vm.waitExit(60_000);
     });
     expect(vm.console.match(/breakpoint [a-z-]+: rd\./g)).toEqual(["breakpoint pre-mount: rd."]);
+    // rd.debug traces every command with argv and exit status, and every uevent, with times.
+    expect(vm.console).toMatch(/\[\s*\d+\.\d{3}\] bunboot\[verity\]: ran \/sbin\/veritysetup open --panic-on-corruption --hash-offset=1065345024 \/dev\/vda3 usr \/dev\/vda3 [0-9a-f]{64} -> exit 0/);
+    expect(vm.console).toMatch(/bunboot\[[a-z-]+\]: uevent add \/devices\/.*\(block\)/);
   }, BOOT_MS + 120_000);
 
   test("6. rd.emergency=poweroff: a failure powers the VM off by itself", async () => {
@@ -133,6 +157,19 @@ describe("failures and debugging", () => {
     expect(vm.console).toContain('boot failed in step "verity"');
     expect(vm.console).toContain("poweroff now");
     expect(vm.console).not.toContain("Press Enter");
+  }, BOOT_MS + 60_000);
+
+  test("6b. Ctrl-Alt-Del at the emergency prompt reboots cleanly", async () => {
+    const monitorSocket = path.join(CACHE, "cad.monitor");
+    const vm = new Vm({ name: "ctrl-alt-del", disks: [fx.flatcarDisk], append: flatcarAppend(WRONG, "rd.emergency.timeout=300"), monitorSocket });
+    await withVm(vm, async () => {
+      await vm.expect("Press Enter for emergency shell", BOOT_MS);
+      await vm.monitor("sendkey ctrl-alt-delete");
+      await vm.waitExit(60_000);
+    });
+    expect(vm.console).toMatch(/bunboot\S*: reboot now/);
+    expect(vm.console).toContain("reboot: Restarting system");
+    expect(vm.console).not.toContain("Kernel panic");
   }, BOOT_MS + 60_000);
 
   test("7a. a malformed verity.usr= is reported by name", async () => {

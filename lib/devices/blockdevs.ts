@@ -85,6 +85,8 @@ export function listBlockDevices(opts: ListOptions): BlockDevice[] {
     const devName = ue.DEVNAME ?? name;
     const devPath = `/dev/${devName}`;
     const sizeSectors = Number((sysRead(`/sys/class/block/${name}/size`) ?? "0").trim());
+    // Unattached loop devices and empty drives cannot hold anything.
+    if (sizeSectors === 0) continue;
     const dev: BlockDevice = { name, devPath, isPartition: ue.DEVTYPE === "partition", sizeBytes: sizeSectors * 512 };
     if (dev.isPartition) {
       // /sys/class/block/vda3 -> ../../devices/.../block/vda/vda3: the parent is the disk.
@@ -112,7 +114,7 @@ export function listBlockDevices(opts: ListOptions): BlockDevice[] {
         }
       }
     }
-    if (opts.probeFs && sizeSectors > 0) {
+    if (opts.probeFs) {
       try {
         dev.fs = probeFilesystem(readAt(devPath, 0, PROBE_BYTES));
       } catch {

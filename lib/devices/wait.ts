@@ -35,7 +35,7 @@ export async function waitForDevice(
   ref: DeviceRef,
   timeoutSec: number,
   devices: DeviceManager,
-  onStillWaiting?: () => string | null,
+  onStillWaiting?: () => Promise<string | null>,
 ): Promise<string> {
   const what = `${param}=${formatDeviceRef(ref)}`;
   const r = normaliseRef(ref);
@@ -64,9 +64,11 @@ export async function waitForDevice(
     const elapsed = now - t0;
     if (timeoutSec > 0 && elapsed >= timeoutSec * 1000) {
       const seen = listBlockDevices({ probeFs: true });
+      const hint = await onStillWaiting?.();
       throw new DeviceError(
         `timed out after ${timeoutSec} s waiting for ${what} (rd.earlytimeout=${timeoutSec}). Block devices seen:\n` +
-          (seen.length ? seen.map((d) => "  " + describeDevice(d)).join("\n") : "  none: no disk driver found a disk"),
+          (seen.length ? seen.map((d) => "  " + describeDevice(d)).join("\n") : "  none: no disk driver found a disk") +
+          (hint ? `\n${hint}` : ""),
         param,
       );
     }
@@ -75,7 +77,7 @@ export async function waitForDevice(
       announced = true;
     } else if (now - lastReport >= STILL_WAITING_MS) {
       lastReport = now;
-      const extra = onStillWaiting?.();
+      const extra = await onStillWaiting?.();
       log.info(`still waiting for ${what} (${Math.round(elapsed / 1000)} s)${extra ? `; ${extra}` : ""}`);
     }
     if (now - lastColdplug >= RECOLDPLUG_MS) {

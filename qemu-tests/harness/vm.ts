@@ -27,6 +27,8 @@ export interface VmOptions {
   /** Network devices and the like, raw QEMU arguments. */
   extraArgs?: string[];
   name?: string;
+  /** A human-monitor socket, for keys the serial line cannot send (Ctrl-Alt-Del). */
+  monitorSocket?: string;
 }
 
 /** The QEMU command line for a scenario (or the demo). */
@@ -40,7 +42,7 @@ export function qemuArgs(opts: VmOptions): string[] {
     "-nodefaults",
     "-display", "none",
     "-serial", "stdio",
-    "-monitor", "none",
+    "-monitor", opts.monitorSocket ? `unix:${opts.monitorSocket},server=on,wait=off` : "none",
     "-no-reboot",
     "-kernel", kernelImage(),
     "-initrd", opts.initrd ?? DIST_INITRD,
@@ -134,6 +136,29 @@ export class Vm {
       throw new Error(`VM ${this.opts.name ?? ""} did not power off within ${timeoutMs / 1000} s. Last console lines:\n${this.tail()}`);
     }
     return r;
+  }
+
+  /** Sends one command to the QEMU monitor (needs monitorSocket). */
+  async monitor(command: string): Promise<void> {
+    if (!this.opts.monitorSocket) throw new Error("this VM has no monitor socket");
+    await new Promise<void>((resolve, reject) => {
+      Bun.connect({
+        unix: this.opts.monitorSocket!,
+        socket: {
+          open(sock) {
+            sock.write(command + "\n");
+            setTimeout(() => {
+              sock.end();
+              resolve();
+            }, 500);
+          },
+          data() {},
+          error(_sock, err) {
+            reject(err);
+          },
+        },
+      }).catch(reject);
+    });
   }
 
   kill(): void {
