@@ -1,0 +1,39 @@
+#!/usr/bin/env bun
+// bunboot's host-side commands (run on a booted system or a build host, not
+// as PID 1). Each subcommand lives in its own file under cli/ and exports
+// `run(argv): Promise<number>` (the exit status) and a one-line `summary`.
+type Command = { summary: string; run(argv: string[]): Promise<number> };
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  // Subcommands register here, one line each.
+};
+
+function usage(): string {
+  return `usage: bunboot <command> [options]   (bunboot <command> --help for its options)\ncommands:\n${Object.keys(COMMANDS)
+    .sort()
+    .map((c) => `  ${c}`)
+    .join("\n")}`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h") {
+    console.log(usage());
+    return name ? 0 : 2;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    console.error(`bunboot: unknown command "${name}"\n${usage()}`);
+    return 2;
+  }
+  const cmd = await load();
+  try {
+    return await cmd.run(rest);
+  } catch (e) {
+    // Operators get the message, not a stack trace.
+    console.error(`bunboot ${name}: ${e instanceof Error ? e.message : e}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) process.exit(await main(process.argv.slice(2)));
