@@ -208,7 +208,7 @@ describe("PXE", () => {
 
 describe("nothing to boot", () => {
   const MESSAGE =
-    "no /usr to boot: the command line has neither verity.usr= (with verity.usrhash=) nor mount.usr=, and no /usr.squashfs was appended to the initrd";
+    "no /usr to boot: the command line has neither verity.usr= (with verity.usrhash=), mount.usr= nor rd.usr.url=, and no /usr.squashfs was appended to the initrd";
 
   test("an empty command line without /usr.squashfs is an error naming verity.usr", () => {
     const e = planError("");
@@ -235,7 +235,7 @@ describe("mount.usrflags", () => {
   const base = `verity.usr=PARTUUID=${USR_A} verity.usrhash=${HASH}`;
   const optionsOf = (extra: string) => {
     const p = plan(`${base} ${extra}`);
-    if (p.kind === "squashfs-file") throw new Error("unexpected squashfs plan");
+    if (p.kind === "squashfs-file" || p.kind === "remote") throw new Error("unexpected plan");
     return p.options;
   };
 
@@ -249,7 +249,7 @@ describe("mount.usrflags", () => {
 
   test('without verity, "rw,noatime" is writable with noatime', () => {
     const p = plan("mount.usr=LABEL=USR mount.usrflags=rw,noatime");
-    if (p.kind === "squashfs-file") throw new Error("unexpected squashfs plan");
+    if (p.kind === "squashfs-file" || p.kind === "remote") throw new Error("unexpected plan");
     expect(p.options).toEqual({ flags: MS_FLAGS.NOATIME, data: "", readOnly: false });
   });
 
@@ -280,5 +280,26 @@ describe("mount.usrflags", () => {
       expect(caught).toBeInstanceOf(MountOptionError);
       expect((caught as Error).message).toBe('mount.usrflags=ro,a b: option "a b" contains a space, quote or backslash');
     }
+  });
+});
+
+describe("remote /usr (rd.usr.url=)", () => {
+  const url = "http://10.0.2.2:8080/usr.squashfs";
+  test("with a pinned whole-image hash", () => {
+    expect(plan(`rd.usr.url=${url} rd.usr.hash=sha256:${"ab".repeat(32)}`)).toEqual({
+      kind: "remote", url, image: "/usr.squashfs", sha256: "ab".repeat(32), hashList: false, insecure: false,
+    });
+  });
+  test("with the initrd's stream-hash list and no hash on the command line", () => {
+    const p = planUsr(parseBootParams(splitCmdline(`rd.usr.url=${url}`)).params, { hasUsrSquashfs: false, hasUsrHashList: true });
+    expect(p).toMatchObject({ kind: "remote", hashList: true, sha256: undefined });
+  });
+  test("nothing to verify against is refused unless rd.usr.insecure=1", () => {
+    expect(() => plan(`rd.usr.url=${url}`)).toThrow(`rd.usr.url=${url} has nothing to verify the image against`);
+    expect(plan(`rd.usr.url=${url} rd.usr.insecure=1`)).toMatchObject({ kind: "remote", insecure: true });
+  });
+  test("an appended /usr.squashfs wins over the URL", () => {
+    const p = planUsr(parseBootParams(splitCmdline(`rd.usr.url=${url}`)).params, { hasUsrSquashfs: true });
+    expect(p).toEqual({ kind: "squashfs-file", image: "/usr.squashfs" });
   });
 });

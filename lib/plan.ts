@@ -11,7 +11,9 @@ export const MAPPER_USR = "/dev/mapper/usr";
 export type UsrPlan =
   | { kind: "verity"; data: DeviceRef; rootHash: string; fsType: string; options: MountOptions }
   | { kind: "plain"; device: DeviceRef; fsType: string; options: MountOptions }
-  | { kind: "squashfs-file"; image: string };
+  | { kind: "squashfs-file"; image: string }
+  /** Diskless: fetch the image to /usr.squashfs, then boot it like an appended one. */
+  | { kind: "remote"; url: string; image: string; sha256?: string; hashList: boolean; insecure: boolean };
 
 export class PlanError extends Error {
   constructor(
@@ -25,6 +27,8 @@ export class PlanError extends Error {
 export interface InitramfsFacts {
   /** /usr.squashfs arrived in an appended cpio (PXE). */
   hasUsrSquashfs: boolean;
+  /** The builder baked a stream-hash list for the remote /usr image (--usr-hashes). */
+  hasUsrHashList?: boolean;
 }
 
 export function planUsr(p: BootParams, facts: InitramfsFacts): UsrPlan {
@@ -59,9 +63,20 @@ export function planUsr(p: BootParams, facts: InitramfsFacts): UsrPlan {
     }
     return { kind: "plain", device: p.mountUsr, fsType, options };
   }
+  // An appended image wins over a URL (as in Fedora CoreOS): it is already here.
   if (facts.hasUsrSquashfs) return { kind: "squashfs-file", image: "/usr.squashfs" };
+  if (p.usrUrl) {
+    const sha256 = p.usrHash?.replace(/^sha256:/, "");
+    if (!facts.hasUsrHashList && !sha256 && !p.usrInsecure) {
+      throw new PlanError(
+        `rd.usr.url=${p.usrUrl} has nothing to verify the image against: this initrd has no stream-hash list (build.ts --usr-hashes) and rd.usr.hash=sha256:<hex> is missing. An unverified /usr is refused unless rd.usr.insecure=1`,
+        "rd.usr.hash",
+      );
+    }
+    return { kind: "remote", url: p.usrUrl, image: "/usr.squashfs", sha256, hashList: facts.hasUsrHashList ?? false, insecure: p.usrInsecure };
+  }
   throw new PlanError(
-    "no /usr to boot: the command line has neither verity.usr= (with verity.usrhash=) nor mount.usr=, and no /usr.squashfs was appended to the initrd",
+    "no /usr to boot: the command line has neither verity.usr= (with verity.usrhash=), mount.usr= nor rd.usr.url=, and no /usr.squashfs was appended to the initrd",
     "verity.usr",
   );
 }

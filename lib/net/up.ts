@@ -1,0 +1,186 @@
+// Bringing the network up for a diskless boot: NIC drivers come through the
+// device manager like disk drivers; addresses are set with busybox `ip`, and
+// DHCP runs busybox udhcpc whose script only hands the lease back (the init
+// configures address, route and resolv.conf itself, so every step is logged).
+// The network is left up for stage 2, as configured here.
+import fs from "node:fs";
+import type { BootParams } from "../cmdline.ts";
+import { log } from "../log.ts";
+import { runChecked, run } from "../spawn.ts";
+import type { DeviceManager } from "../uevent/manager.ts";
+import { parseIp, parseNameserver, IpConfigError, type IpConfig } from "./ipconfig.ts";
+
+export const BUSYBOX = "/bin/busybox";
+export const UDHCPC_SCRIPT = "/etc/bunboot/udhcpc.script";
+const LEASE_DIR = "/run/bunboot";
+
+/** The udhcpc hook shipped in the initrd: it records the lease, nothing else. */
+export const UDHCPC_SCRIPT_TEXT = `#!/bin/busybox sh
+# Called by udhcpc with the lease in the environment. The init applies it.
+case "$1" in
+  bound|renew)
+    {
+      echo "ip=$ip"
+      echo "mask=$mask"
+      echo "router=$router"
+      echo "dns=$dns"
+      echo "hostname=$hostname"
+      echo "domain=$domain"
+    } > ${LEASE_DIR}/lease.$interface
+    ;;
+esac
+exit 0
+`;
+
+export class NetworkError extends Error {
+  constructor(
+    message: string,
+    readonly param: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface NetState {
+  iface: string;
+  address: string;
+  prefix: number;
+  gateway?: string;
+  dns: string[];
+  how: "dhcp" | "static";
+}
+
+function interfaces(): string[] {
+  try {
+    return fs.readdirSync("/sys/class/net").filter((n) => n !== "lo").sort();
+  } catch {
+    return [];
+  }
+}
+
+function readSys(path: string): string | null {
+  try {
+    return fs.readFileSync(path, "utf8").trim();
+  } catch {
+    return null;
+  }
+}
+
+function describeInterfaces(): string {
+  const names = interfaces();
+  if (names.length === 0) return "none (no network driver found a NIC)";
+  return names.map((n) => `${n} (mac ${readSys(`/sys/class/net/${n}/address`) ?? "?"}, carrier ${readSys(`/sys/class/net/${n}/carrier`) === "1" ? "up" : "down"})`).join(", ");
+}
+
+async function ip(...args: string[]): Promise<void> {
+  await runChecked([BUSYBOX, "ip", ...args], `ip ${args.join(" ")}`);
+}
+
+async function waitFor<T>(what: string, timeoutMs: number, devices: DeviceManager, probe: () => T | null): Promise<T | null> {
+  const t0 = performance.now();
+  let lastReport = t0;
+  for (;;) {
+    const v = probe();
+    if (v !== null) return v;
+    const now = performance.now();
+    if (now - t0 >= timeoutMs) return null;
+    if (now - lastReport >= 5000) {
+      lastReport = now;
+      log.info(`still waiting for ${what}; interfaces: ${describeInterfaces()}`);
+      devices.coldplug();
+    }
+    await devices.nextEvent(250);
+  }
+}
+
+export async function bringUpNetwork(p: BootParams, devices: DeviceManager): Promise<NetState> {
+  let configs: IpConfig[];
+  try {
+    configs = p.ip.map(parseIp);
+  } catch (e) {
+    if (e instanceof IpConfigError) throw new NetworkError(e.message, "ip");
+    throw e;
+  }
+  if (configs.length > 0 && configs.every((c) => c.kind === "off")) {
+    throw new NetworkError("ip=off, but the network is needed (rd.usr.url= or rd.neednet=1)", "ip");
+  }
+  const config = (configs.find((c) => c.kind !== "off") ?? { kind: "dhcp", family: 4 }) as Exclude<IpConfig, { kind: "off" }>;
+  const extraDns = p.nameservers.map((n) => {
+    try {
+      return parseNameserver(n);
+    } catch (e) {
+      throw new NetworkError((e as Error).message, "nameserver");
+    }
+  });
+  const appearMs = (p.earlyTimeoutSec > 0 ? Math.min(p.earlyTimeoutSec, 120) : 120) * 1000;
+
+  // Which interface: named by ip=, else the one whose MAC is BOOTIF=, else
+  // the first that gets a carrier.
+  let wantedName: string | undefined = config.iface;
+  if (!wantedName && p.bootif) {
+    const mac = p.bootif.toLowerCase();
+    const found = await waitFor(`the interface with BOOTIF=${mac}`, appearMs, devices, () => interfaces().find((n) => readSys(`/sys/class/net/${n}/address`)?.toLowerCase() === mac) ?? null);
+    if (!found) throw new NetworkError(`no interface has the MAC address of BOOTIF=${p.bootif} after ${appearMs / 1000} s; interfaces: ${describeInterfaces()}`, "BOOTIF");
+    wantedName = found;
+  }
+  if (wantedName) {
+    const name = wantedName;
+    if (!(await waitFor(`interface ${name}`, appearMs, devices, () => (interfaces().includes(name) ? name : null)))) {
+      throw new NetworkError(`interface ${name} (from ip=) did not appear within ${appearMs / 1000} s; interfaces: ${describeInterfaces()}`, "ip");
+    }
+  } else if (!(await waitFor("a network interface", appearMs, devices, () => (interfaces().length > 0 ? true : null)))) {
+    throw new NetworkError(`no network interface appeared within ${appearMs / 1000} s: no driver for the NIC in this initrd? Interfaces: ${describeInterfaces()}`, "ip");
+  }
+  await run([BUSYBOX, "ip", "link", "set", "dev", "lo", "up"]);
+  const candidates = wantedName ? [wantedName] : interfaces();
+  for (const n of candidates) await ip("link", "set", "dev", n, "up");
+  const carrierMs = 15_000;
+  const iface = await waitFor(`carrier on ${candidates.join(", ")}`, carrierMs, devices, () => candidates.find((n) => readSys(`/sys/class/net/${n}/carrier`) === "1") ?? null);
+  if (!iface) throw new NetworkError(`no carrier on ${candidates.join(", ")} after ${carrierMs / 1000} s (cable, switch port?); interfaces: ${describeInterfaces()}`, "ip");
+
+  let state: NetState;
+  // A retry after the emergency shell finds the last attempt's address:
+  // start from a clean interface, and replace rather than add the route.
+  await ip("addr", "flush", "dev", iface);
+  if (config.kind === "static") {
+    await ip("addr", "add", `${config.address}/${config.prefix}`, "dev", iface);
+    if (config.gateway) await ip("route", "replace", "default", "via", config.gateway, "dev", iface);
+    state = { iface, address: config.address, prefix: config.prefix, gateway: config.gateway, dns: config.dns, how: "static" };
+  } else {
+    if (config.family === 6) throw new NetworkError("ip=dhcp6: DHCPv6 is not supported yet; use a static IPv6 address", "ip");
+    state = await dhcp(iface);
+  }
+  const dns = [...new Set([...state.dns, ...extraDns])];
+  if (dns.length > 0) {
+    fs.mkdirSync("/etc", { recursive: true });
+    fs.writeFileSync("/etc/resolv.conf", dns.map((d) => `nameserver ${d}\n`).join(""));
+  }
+  state.dns = dns;
+  log.info(`network: ${state.iface} ${state.address}/${state.prefix}${state.gateway ? ` via ${state.gateway}` : ""} (${state.how})${dns.length ? `, dns ${dns.join(" ")}` : ""}`);
+  return state;
+}
+
+async function dhcp(iface: string): Promise<NetState> {
+  fs.mkdirSync(LEASE_DIR, { recursive: true });
+  const leaseFile = `${LEASE_DIR}/lease.${iface}`;
+  fs.rmSync(leaseFile, { force: true });
+  // -f foreground, -q quit once bound, -n fail instead of backgrounding;
+  // 6 discovers 2 s apart, 3 rounds: about 40 s before we give up.
+  for (let round = 1; round <= 3; round++) {
+    const r = await run([BUSYBOX, "udhcpc", "-i", iface, "-f", "-q", "-n", "-t", "6", "-T", "2", "-s", UDHCPC_SCRIPT]);
+    if (r.code === 0 && fs.existsSync(leaseFile)) break;
+    log.info(`DHCP on ${iface}: no lease yet (round ${round} of 3)${r.stderr.trim() ? `: ${r.stderr.trim().split("\n").at(-1)}` : ""}`);
+    if (round === 3) throw new NetworkError(`DHCP on ${iface} got no lease; use ip=<client>::<gateway>:<netmask>::${iface}:none for a static address`, "ip");
+  }
+  const lease: Record<string, string> = {};
+  for (const line of fs.readFileSync(leaseFile, "utf8").split("\n")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) lease[line.slice(0, eq)] = line.slice(eq + 1).trim();
+  }
+  const prefix = Number(lease.mask ?? "24") || 24;
+  if (!lease.ip) throw new NetworkError(`DHCP on ${iface}: the lease has no address`, "ip");
+  await ip("addr", "add", `${lease.ip}/${prefix}`, "dev", iface);
+  const gateway = lease.router?.split(/\s+/)[0] || undefined;
+  if (gateway) await ip("route", "replace", "default", "via", gateway, "dev", iface);
+  return { iface, address: lease.ip, prefix, gateway, dns: (lease.dns ?? "").split(/\s+/).filter(Boolean), how: "dhcp" };
+}

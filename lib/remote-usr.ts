@@ -1,0 +1,73 @@
+// rd.usr.url= at boot: choose the verifier (the initrd's stream-hash list is
+// the trust root; rd.usr.hash= otherwise), collect SFTP credentials from the
+// initrd, and stream the image to /usr.squashfs with progress on the console.
+import fs from "node:fs";
+import type { BootParams } from "./cmdline.ts";
+import { consoleWrite, log } from "./log.ts";
+import { fetchImage, FetchFailure } from "./fetch/engine.ts";
+import type { SftpCredentials } from "./fetch/sources.ts";
+import { ChunkVerifier, NoVerifier, parseStreamHashList, WholeImageVerifier, type StreamVerifier } from "./streamhash.ts";
+import type { UsrPlan } from "./plan.ts";
+
+export const USR_HASHES = "/etc/bunboot/usr.hashes";
+const SFTP_DIR = "/etc/bunboot/sftp";
+
+function readOptional(path: string): string | undefined {
+  try {
+    return fs.readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+export function sftpCredentials(): SftpCredentials {
+  return {
+    privateKey: readOptional(`${SFTP_DIR}/id`),
+    // Arrives in an appended cpio, never on the command line.
+    password: readOptional(`${SFTP_DIR}/password`)?.trim(),
+    hostKeySha256: readOptional(`${SFTP_DIR}/hostkey`)?.trim(),
+  };
+}
+
+function verifierFor(plan: Extract<UsrPlan, { kind: "remote" }>): StreamVerifier {
+  if (plan.hashList) return new ChunkVerifier(parseStreamHashList(fs.readFileSync(USR_HASHES, "utf8"), USR_HASHES));
+  if (plan.sha256) return new WholeImageVerifier(plan.sha256);
+  return new NoVerifier();
+}
+
+export async function fetchUsr(plan: Extract<UsrPlan, { kind: "remote" }>, p: BootParams, buildId: string): Promise<void> {
+  const verifier = verifierFor(plan);
+  const pinned = !(verifier instanceof NoVerifier);
+  if (plan.insecure && !pinned) log.warn("rd.usr.insecure=1: the /usr image will NOT be verified");
+  if (pinned && plan.url.startsWith("https:")) log.info("TLS certificate checks are skipped for the /usr download: its content is verified against the pinned hash instead");
+  log.info(`fetching /usr from ${plan.url} (verified by ${verifier.describe()})`);
+  let lastLine = "";
+  try {
+    const r = await fetchImage({
+      url: plan.url,
+      out: plan.image,
+      verifier,
+      unwrap: true,
+      attempts: 6,
+      connectDeadlineMs: 60_000,
+      source: { insecureTls: pinned, proxy: p.proxy, stallMs: 30_000, sftp: plan.url.startsWith("sftp:") ? sftpCredentials() : undefined },
+      log: (l) => log.info(l),
+      progress: (done, total, rate) => {
+        const line = `fetching /usr: ${(done / 1048576).toFixed(1)} MiB${total ? ` of ${(total / 1048576).toFixed(1)} MiB (${Math.floor((done * 100) / total)}%)` : ""}, ${(rate / 1048576).toFixed(1)} MiB/s`;
+        if (line !== lastLine) consoleWrite(`bunboot: ${line}\n`);
+        lastLine = line;
+      },
+    });
+    log.info(`fetched /usr: ${r.bytesIn} bytes verified, ${r.bytesOut} bytes of squashfs (${r.format}) in ${r.seconds.toFixed(1)} s${r.resumed ? `, resumed ${r.resumed} time(s)` : ""}`);
+  } catch (e) {
+    if (e instanceof FetchFailure) {
+      throw Object.assign(
+        new Error(
+          `fetching the /usr image failed:\n${e.url}\n${e.message}${e.offset !== null ? `\nat byte offset ${e.offset}` : ""}\nthis initrd (build ${buildId}) expects ${verifier.describe()}; nothing was mounted`,
+        ),
+        { param: e.param },
+      );
+    }
+    throw e;
+  }
+}
