@@ -2,6 +2,7 @@
 // declared here once with its C signature and wrapped in a typed function that
 // throws SysError (with errno name) instead of returning -1, so callers never
 // see pointers or integer error codes.
+import fs from "node:fs";
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
 
 const { i32, u32, u64, ptr: P } = FFIType;
@@ -26,7 +27,12 @@ function open() {
     getpid: { args: [], returns: i32 },
     setsid: { args: [], returns: i32 },
     waitpid: { args: [i32, P, i32], returns: i32 },
+    memfd_create: { args: [P, u32], returns: i32 },
+    clock_gettime: { args: [i32, P], returns: i32 },
+    execve: { args: [P, P, P], returns: i32 },
     __errno_location: { args: [], returns: P },
+    // Generic syscall(2), for calls glibc has no wrapper for (kexec_file_load).
+    syscall: { args: [FFIType.i64, FFIType.i64, FFIType.i64, u64, P, u64], returns: FFIType.i64 },
   });
 }
 function c() {
@@ -38,6 +44,7 @@ const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 9: "EBADF", 11: "EAGAIN",
   12: "ENOMEM", 13: "EACCES", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR",
   22: "EINVAL", 24: "EMFILE", 25: "ENOTTY", 28: "ENOSPC", 30: "EROFS", 38: "ENOSYS", 39: "ENOTEMPTY",
+  7: "E2BIG", 8: "ENOEXEC", 129: "EKEYREJECTED",
   61: "ENODATA", 74: "EBADMSG", 95: "EOPNOTSUPP", 110: "ETIMEDOUT", 117: "EUCLEAN",
 };
 const ERRNO_TEXT: Record<string, string> = {
@@ -145,6 +152,8 @@ export const RB = {
   POWER_OFF: 0x4321fedc,
   DISABLE_CAD: 0,
   ENABLE_CAD: 0x89abcdef | 0,
+  /** Jump into the kernel loaded by kexec_file_load (LINUX_REBOOT_CMD_KEXEC). */
+  KEXEC: 0x45584543,
 } as const;
 export function reboot(cmd: number): void {
   check(c().reboot(cmd | 0), "reboot", `0x${(cmd >>> 0).toString(16)}`);
@@ -228,4 +237,84 @@ export function attachLoop(fileFd: number, backingPath: string, openDev: (path: 
     throw e;
   }
   return { dev, fd: loopFd };
+}
+
+// --- memfd_create(2), clock_gettime(2) ---
+/**
+ * An anonymous in-memory file holding `data`, for handing state to the next
+ * init across execve. Deliberately without MFD_CLOEXEC (unlike every other fd
+ * here): surviving the exec is its purpose. The data is written with pwrite
+ * at offset 0, so the file offset stays at 0 and the reader starts at the top.
+ */
+export function memfdWithData(name: string, data: Uint8Array): number {
+  const n = cstr(name);
+  const fd = check(c().memfd_create(ptr(n), 0), "memfd_create", name);
+  try {
+    let done = 0;
+    // pwrite (a position is given): the fd offset does not move.
+    while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, done);
+  } catch (e) {
+    close(fd);
+    throw e;
+  }
+  return fd;
+}
+
+const CLOCK_REALTIME = 0, CLOCK_MONOTONIC = 1;
+function clockUsec(clock: number, what: string): bigint {
+  // struct timespec { i64 tv_sec; i64 tv_nsec; }
+  const ts = new BigInt64Array(2);
+  check(c().clock_gettime(clock, ptr(ts)), "clock_gettime", what);
+  return ts[0]! * 1_000_000n + ts[1]! / 1000n;
+}
+/** CLOCK_REALTIME and CLOCK_MONOTONIC in microseconds, as systemd's dual timestamps. */
+export function dualTimestampUsec(): { realtimeUsec: bigint; monotonicUsec: bigint } {
+  return { realtimeUsec: clockUsec(CLOCK_REALTIME, "CLOCK_REALTIME"), monotonicUsec: clockUsec(CLOCK_MONOTONIC, "CLOCK_MONOTONIC") };
+}
+
+// --- kexec_file_load(2) ---
+export const KEXEC_FILE_UNLOAD = 0x1;
+export const KEXEC_FILE_NO_INITRAMFS = 0x4;
+// The syscall number differs per architecture; glibc has no wrapper.
+const KEXEC_FILE_LOAD_NR: Partial<Record<string, number>> = { x64: 320, arm64: 294 };
+
+/**
+ * Loads `kernelFd` (and `initrdFd`, or null with KEXEC_FILE_NO_INITRAMFS) for a later
+ * reboot(RB.KEXEC). The command line length passed includes its NUL, as the kernel requires.
+ */
+export function kexecFileLoad(kernelFd: number, initrdFd: number | null, cmdline: string, flags: number): void {
+  const nr = KEXEC_FILE_LOAD_NR[process.arch];
+  if (nr === undefined) throw new SysError("kexec_file_load", 38, `no syscall number for ${process.arch}`);
+  const c0 = cstr(cmdline);
+  check(c().syscall(nr, kernelFd, initrdFd ?? -1, c0.length, ptr(c0), flags), "kexec_file_load", `kernel fd ${kernelFd}, ${initrdFd === null ? "no initrd" : `initrd fd ${initrdFd}`}, flags 0x${flags.toString(16)}`);
+}
+
+/** Drops a loaded kexec image (after a failure between loading and rebooting). */
+export function kexecFileUnload(): void {
+  const empty = cstr("");
+  check(c().syscall(KEXEC_FILE_LOAD_NR[process.arch] ?? -1, -1, -1, 0, ptr(empty), KEXEC_FILE_UNLOAD), "kexec_file_load", "unload");
+}
+
+// --- execve(2) ---
+/**
+ * execve through libc, for when an fd must survive the exec: Bun's
+ * process.execve closes every fd above 2 (measured with Bun 1.4.5), which
+ * would drop the memfd handed to systemd. Returns only by throwing.
+ */
+export function execveKeepFds(file: string, argv: string[], env: Record<string, string | undefined>): never {
+  const keep: Buffer[] = [];
+  const array = (items: string[]) => {
+    const a = new BigUint64Array(items.length + 1);
+    items.forEach((it, i) => {
+      const b = cstr(it);
+      keep.push(b);
+      a[i] = BigInt(ptr(b));
+    });
+    return a;
+  };
+  const f = cstr(file);
+  const av = array(argv);
+  const ev = array(Object.entries(env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`));
+  c().execve(ptr(f), ptr(av), ptr(ev));
+  throw new SysError("execve", errno(), file);
 }

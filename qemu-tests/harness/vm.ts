@@ -29,6 +29,8 @@ export interface VmOptions {
   name?: string;
   /** A human-monitor socket, for keys the serial line cannot send (Ctrl-Alt-Del). */
   monitorSocket?: string;
+  /** false: guest writes reach the disk files (default true: snapshot=on, files untouched). */
+  snapshot?: boolean;
 }
 
 /** The QEMU command line for a scenario (or the demo). */
@@ -48,7 +50,7 @@ export function qemuArgs(opts: VmOptions): string[] {
     "-initrd", opts.initrd ?? DIST_INITRD,
     "-append", `console=ttyS0,115200 printk.time=1 panic=-1 ${opts.append}`,
   ];
-  for (const d of opts.disks ?? []) args.push("-drive", `file=${d},if=virtio,format=raw,snapshot=on`);
+  for (const d of opts.disks ?? []) args.push("-drive", `file=${d},if=virtio,format=raw,snapshot=${opts.snapshot === false ? "off" : "on"}`);
   args.push(...(opts.extraArgs ?? []));
   return args;
 }
