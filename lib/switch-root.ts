@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { log } from "./log.ts";
-import { chroot, mount, MS, MNT_DETACH, reboot, RB, umount, sync } from "./sys/index.ts";
+import { chroot, execveKeepFds, memfdWithData, mount, MS, MNT_DETACH, reboot, RB, umount, sync } from "./sys/index.ts";
 import { isMountpoint, mkdirs, mountSquashfsFile } from "./mounts.ts";
 
 export const SYSUSR = "/sysusr/usr";
@@ -135,6 +135,52 @@ export interface SwitchRootOptions {
   env: Record<string, string | undefined>;
   /** Called once the checks passed and nothing can turn back. */
   onCommit?: () => void;
+  /**
+   * When the first stage started (CLOCK_REALTIME and CLOCK_MONOTONIC, µs).
+   * Handed to a systemd stage 2 as its initrd timestamp, so systemd-analyze
+   * counts the first stage as part of the initrd time.
+   */
+  initrdTimestamp?: { realtimeUsec: bigint; monotonicUsec: bigint };
+}
+
+/** Whether the resolved init is systemd (dracut's /init is a link to it). */
+export function isSystemd(resolvedInit: string): boolean {
+  return path.posix.basename(resolvedInit) === "systemd";
+}
+
+/**
+ * systemd's serialization format (manager section, ended by an empty line)
+ * with only our start time: systemd's own start in the initrd would count as
+ * "initrd" otherwise, and the first stage would vanish into "kernel".
+ */
+export function systemdSerialization(ts: { realtimeUsec: bigint; monotonicUsec: bigint }): string {
+  return `initrd-timestamp=${ts.realtimeUsec} ${ts.monotonicUsec}\n\n`;
+}
+
+/**
+ * The argv after the init's name. For systemd: --switched-root --system
+ * --deserialize <fd> (a memfd with the serialization above), as systemd
+ * passes to itself on switch-root; any other init gets `args` unchanged. A
+ * memfd that cannot be made costs only the timestamp, never the boot.
+ */
+function initArgs(resolvedInit: string, opts: SwitchRootOptions): string[] {
+  if (!isSystemd(resolvedInit) || !opts.initrdTimestamp) return opts.args;
+  try {
+    const fd = memfdWithData("bunboot-serialization", new TextEncoder().encode(systemdSerialization(opts.initrdTimestamp)));
+    return ["--switched-root", "--system", "--deserialize", String(fd), ...opts.args];
+  } catch (e) {
+    log.warn(`cannot hand the first-stage timestamp to systemd: ${e instanceof Error ? e.message : e}`);
+    return opts.args;
+  }
+}
+
+/** The init's peak resident memory (VmHWM), for the benchmark; "" if unknown. */
+function peakRss(): string {
+  try {
+    return fs.readFileSync("/proc/self/status", "utf8").match(/^VmHWM:\s*(.*)$/m)?.[1]?.trim() ?? "";
+  } catch {
+    return "";
+  }
 }
 
 /** Boot contract step 8. Only returns by throwing, and only before anything is destroyed. */
@@ -155,9 +201,13 @@ export function switchRoot(opts: SwitchRootOptions): never {
         umount(t, MNT_DETACH);
       } catch {}
     }
+    // Read before the old root goes: the figure covers the whole first stage.
+    const rss = peakRss();
     const rootDev = fs.statSync("/").dev;
     const freed = emptyOldRoot("/", rootDev, NEW_ROOT);
-    log.info(`freed ${(freed / 1048576).toFixed(1)} MiB of the old initramfs; switching root to ${NEW_ROOT}, exec ${opts.init}`);
+    if (rss) log.info(`peak RSS ${rss} (VmHWM of PID 1)`);
+    const args = initArgs(init, opts);
+    log.info(`freed ${(freed / 1048576).toFixed(1)} MiB of the old initramfs; switching root to ${NEW_ROOT}, exec ${opts.init}${args.length ? " " + args.join(" ") : ""}`);
     try {
       umount("/proc", MNT_DETACH);
     } catch {}
@@ -166,10 +216,12 @@ export function switchRoot(opts: SwitchRootOptions): never {
     chroot(".");
     process.chdir("/");
     sync();
-    // execve keeps PID 1; the full initrd's init takes over.
+    // execve keeps PID 1; the full initrd's init takes over. Bun's execve
+    // closes fds above 2, so systemd's serialization memfd needs libc's.
+    if (args !== opts.args) execveKeepFds(opts.init, [opts.init, ...args], opts.env);
     (process as unknown as { execve(file: string, args: string[], env: Record<string, string | undefined>): never }).execve(
       opts.init,
-      [opts.init, ...opts.args],
+      [opts.init, ...args],
       opts.env,
     );
     throw new Error("execve returned");
