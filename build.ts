@@ -21,6 +21,10 @@ const HELP = `usage: bun build.ts [options]
   --busybox PATH             static busybox (default /bin/busybox)
   --init-binary FILE         use an already compiled init instead of compiling init/main.ts
   --target TARGET            bun --compile target (default bun-linux-x64)
+  --usr-hashes FILE          stream-hash list of the rd.usr.url= image (bunboot stream-hash IMAGE > FILE)
+  --sftp-key FILE            SSH private key for sftp:// /usr images
+  --sftp-host-key SHA256:... pin the SFTP server's host key (ssh-keygen -lf)
+  --reference-init FILE      a shell script as /init instead of the Bun init (benchmark reference)
 `;
 
 const ROOT = import.meta.dir;
@@ -48,6 +52,10 @@ export async function compileInit(outfile: string, target = "bun-linux-x64"): Pr
     // A compiled app would read .env and bunfig.toml from the cwd (/) at boot.
     "--no-compile-autoload-dotenv",
     "--no-compile-autoload-bunfig",
+    // ssh2's optional native addons do not load in Bun (it falls back to pure
+    // JS); leave them out of the bundle instead of failing on them.
+    "--external=cpu-features",
+    "--external=*.node",
     "--minify",
     "--bytecode",
     `--outfile=${outfile}`,
@@ -61,7 +69,7 @@ export async function compileInit(outfile: string, target = "bun-linux-x64"): Pr
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target"],
+    string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target", "reference-init", "usr-hashes", "sftp-key", "sftp-host-key"],
     boolean: ["help"],
     configuration: { "strip-dashed": true },
   });
@@ -69,7 +77,7 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const known = new Set(["_", "out", "compress", "compressLevel", "kernelVersion", "modulesRoot", "firmwareRoot", "addModules", "verityHashOffset", "sysroot", "busybox", "initBinary", "target", "help"]);
+  const known = new Set(["_", "out", "compress", "compressLevel", "kernelVersion", "modulesRoot", "firmwareRoot", "addModules", "verityHashOffset", "sysroot", "busybox", "initBinary", "target", "referenceInit", "usrHashes", "sftpKey", "sftpHostKey", "help"]);
   for (const k of Object.keys(args)) if (!known.has(k)) fail(`unknown option --${k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}\n${HELP}`);
   if (args._.length > 0) fail(`unexpected argument ${args._[0]}\n${HELP}`);
   const compress = (args.compress ?? "zstd") as Compression;
@@ -79,12 +87,17 @@ async function main(): Promise<void> {
   const out = path.resolve(args.out ?? path.join(ROOT, "dist/initrd.img"));
 
   const t0 = performance.now();
-  const initBinary = args.initBinary ? path.resolve(args.initBinary) : await compileInit(path.join(ROOT, "dist/bunboot-init"), args.target);
-  if (!fs.existsSync(initBinary)) fail(`--init-binary ${initBinary} does not exist`);
+  const referenceInit = args.referenceInit ? path.resolve(args.referenceInit) : undefined;
+  if (referenceInit && !fs.existsSync(referenceInit)) fail(`--reference-init ${referenceInit} does not exist`);
+  if (referenceInit && args.initBinary) fail("--reference-init and --init-binary exclude each other");
+  // The reference initrd has no Bun executable: nothing to compile.
+  const initBinary = referenceInit ? undefined : args.initBinary ? path.resolve(args.initBinary) : await compileInit(path.join(ROOT, "dist/bunboot-init"), args.target);
+  if (initBinary && !fs.existsSync(initBinary)) fail(`--init-binary ${initBinary} does not exist`);
   const extra = (args.addModules ?? "").split(",").map((s: string) => s.trim()).filter(Boolean);
   try {
     const r = await buildInitrd({
       initBinary,
+      referenceInit,
       out,
       compress,
       compressLevel: num("compress-level", args.compressLevel),
@@ -95,6 +108,9 @@ async function main(): Promise<void> {
       sysroot: args.sysroot ?? "/",
       busybox: args.busybox ?? "/bin/busybox",
       verityHashOffset,
+      usrHashes: args.usrHashes,
+      sftpKey: args.sftpKey,
+      sftpHostKey: args.sftpHostKey,
     });
     const mib = (n: number) => (n / 1048576).toFixed(1).padStart(7) + " MiB";
     console.log(`initrd ${r.out} for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -6,6 +6,10 @@ type Command = { summary: string; run(argv: string[]): Promise<number> };
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   // Subcommands register here, one line each.
+  kexec: () => import("./kexec.ts"),
+  fetch: () => import("./fetch.ts"),
+  "stream-hash": () => import("./stream-hash.ts"),
+  timeline: () => import("./timeline.ts"),
 };
 
 function usage(): string {

@@ -15,7 +15,9 @@ import { startReaper } from "../lib/reaper.ts";
 import { handOverPxe, mountFullInitrd, NEW_ROOT, switchRoot, SYSUSR } from "../lib/switch-root.ts";
 import { DeviceManager } from "../lib/uevent/manager.ts";
 import { openUsrVerity } from "../lib/usr-verity.ts";
-import { reboot, RB } from "../lib/sys/index.ts";
+import { bringUpNetwork } from "../lib/net/up.ts";
+import { fetchUsr, USR_HASHES } from "../lib/remote-usr.ts";
+import { dualTimestampUsec, reboot, RB } from "../lib/sys/index.ts";
 import { writeBlacklist } from "../lib/kmod.ts";
 
 // Modules every boot needs whatever the hardware: sd_mod is not requested by
@@ -27,6 +29,8 @@ const devices = new DeviceManager(modules);
 let params: BootParams | null = null;
 let config: InitrdConfig | null = null;
 let currentAttempt = 0;
+/** When the first stage started, for a systemd stage 2's initrd timestamp. */
+let initrdTimestamp: { realtimeUsec: bigint; monotonicUsec: bigint } | undefined;
 
 class Superseded extends Error {}
 
@@ -59,14 +63,20 @@ function readCommandLine(): BootParams {
   return parsed.params;
 }
 
+/** Loading of BASE_MODULES, started by the device manager step; awaited where they are needed. */
+let baseModules: Promise<void> = Promise.resolve();
+
 async function startDeviceManager(p: BootParams): Promise<void> {
   // kmod reads modprobe.blacklist= from /proc/cmdline itself; the dracut
   // name needs a config file it reads the same way.
   writeBlacklist(p.driverBlacklist);
+  if (p.driverPre.length > 0) await modules.load(p.driverPre, "rd.driver.pre");
   devices.start();
   const n = devices.coldplug();
   log.debug(`coldplug: ${n} modaliases`);
-  await modules.load([...p.driverPre, ...BASE_MODULES], "base modules and rd.driver.pre");
+  // Not awaited here: dm-verity, loop and the filesystems load while the
+  // disk controllers probe; the verity and mount steps wait for them.
+  baseModules = modules.load(BASE_MODULES, "base modules");
 }
 
 /** The hint in "still waiting" lines: controllers no driver took, and why. */
@@ -82,7 +92,12 @@ async function findAndOpenUsr(attempt: number, plan: UsrPlan, p: BootParams, cfg
     case "verity": {
       const dataDev = await step(attempt, "wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices, unboundHint));
       await breakpoint("pre-verity");
-      return { device: await step(attempt, "verity", () => openUsrVerity(dataDev, plan.rootHash, cfg.verityHashOffset)) };
+      return {
+        device: await step(attempt, "verity", async () => {
+          await baseModules;
+          return openUsrVerity(dataDev, plan.rootHash, cfg.verityHashOffset);
+        }),
+      };
     }
     case "plain": {
       const dev = await step(attempt, "wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices, unboundHint));
@@ -90,6 +105,7 @@ async function findAndOpenUsr(attempt: number, plan: UsrPlan, p: BootParams, cfg
       return { device: dev };
     }
     case "squashfs-file":
+    case "remote":
       await breakpoint("pre-verity");
       return { device: null };
   }
@@ -108,28 +124,34 @@ async function boot(attempt: number): Promise<never> {
 
   const p = await step(attempt, "cmdline", readCommandLine);
   const cfg = (config = await step(attempt, "config", readConfig));
-  const plan = await step(attempt, "plan", () => planUsr(p, { hasUsrSquashfs: fs.existsSync("/usr.squashfs") }));
-  log.info(`/usr from ${plan.kind === "squashfs-file" ? plan.image : plan.kind === "verity" ? "dm-verity" : "a plain device"}`);
+  const hasUsrSquashfs = fs.existsSync("/usr.squashfs");
+  const plan = await step(attempt, "plan", () => planUsr(p, { hasUsrSquashfs, hasUsrHashList: fs.existsSync(USR_HASHES) }));
+  log.info(`/usr from ${plan.kind === "squashfs-file" ? plan.image : plan.kind === "remote" ? plan.url : plan.kind === "verity" ? "dm-verity" : "a plain device"}`);
+  if (hasUsrSquashfs && p.usrUrl) log.info(`rd.usr.url= is ignored: the appended /usr.squashfs wins`);
 
   await breakpoint("pre-udev");
   await step(attempt, "device-manager", () => startDeviceManager(p));
 
+  // rd.usr.url= implies rd.neednet=1.
+  if (p.neednet || plan.kind === "remote") await step(attempt, "network", () => bringUpNetwork(p, devices));
+  if (plan.kind === "remote") await step(attempt, "fetch-usr", () => fetchUsr(plan, p, cfg.buildId));
   const usr = await findAndOpenUsr(attempt, plan, p, cfg);
   await breakpoint("pre-mount");
-  await step(attempt, "mount-usr", () => {
-    if (plan.kind === "squashfs-file") mountSquashfsFile(plan.image, SYSUSR);
+  await step(attempt, "mount-usr", async () => {
+    await baseModules;
+    if (plan.kind === "squashfs-file" || plan.kind === "remote") mountSquashfsFile(plan.image, SYSUSR);
     else mountUsrDevice(usr.device!, SYSUSR, plan.fsType, plan.options);
   });
   await step(attempt, "full-initrd", () => {
     mountFullInitrd();
-    if (plan.kind === "squashfs-file") handOverPxe(plan.image);
+    if (plan.kind === "squashfs-file" || plan.kind === "remote") handOverPxe(plan.image);
   });
   await modules.idleWithin(30_000);
   await breakpoint("pre-switch-root");
   return step(attempt, "switch-root", () => {
     log.info(`/usr is ${mountSourceOf(NEW_ROOT + SYSUSR)} at ${SYSUSR}`);
     if (attempt !== currentAttempt) throw new Superseded(`attempt ${attempt} was abandoned`);
-    return switchRoot({ init: p.init ?? "/init", args: [], env: process.env, onCommit: () => devices.stop() });
+    return switchRoot({ init: p.init ?? "/init", args: [], env: process.env, onCommit: () => devices.stop(), initrdTimestamp });
   });
 }
 
@@ -142,6 +164,13 @@ function describe(e: unknown): { step: string; message: string; param?: string }
 }
 
 async function main(): Promise<never> {
+  // Our start, as systemd would record its own: now minus the time since
+  // Bun's clock origin at process start, so Bun's startup counts too.
+  try {
+    const now = dualTimestampUsec();
+    const since = BigInt(Math.round(performance.now() * 1000));
+    initrdTimestamp = { realtimeUsec: now.realtimeUsec - since, monotonicUsec: now.monotonicUsec - since };
+  } catch {}
   // Ctrl-Alt-Del arrives as SIGINT once the kernel is told not to reboot
   // by itself; a clean reboot syncs first.
   try {

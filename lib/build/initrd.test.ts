@@ -66,6 +66,31 @@ describe("buildInitrd", () => {
     for (const e of entries) if ("data" in e && e.kind === "file") expect(e.path).not.toContain("..");
   }, 60_000);
 
+  test("--usr-hashes, --sftp-key and --sftp-host-key land in /etc/bunboot with the DHCP hook", async () => {
+    const hashes = path.join(tmp, "usr.hashes");
+    fs.writeFileSync(hashes, "stream-hash sha256 4096\n" + "b".repeat(64) + "\n");
+    const key = path.join(tmp, "id");
+    fs.writeFileSync(key, "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n");
+    const fp = "SHA256:" + "A".repeat(43);
+    const r = await buildInitrd(options("e.cpio", { usrHashes: hashes, sftpKey: key, sftpHostKey: fp }));
+    const byPath = new Map(decodeNewc(new Uint8Array(fs.readFileSync(r.out))).entries.map((e) => [e.path.replace(/^\//, ""), e]));
+    const text = (p: string) => new TextDecoder().decode((byPath.get(p) as { data: Uint8Array }).data);
+    expect(text("etc/bunboot/usr.hashes")).toBe(fs.readFileSync(hashes, "utf8"));
+    expect(byPath.get("etc/bunboot/sftp/id")).toMatchObject({ kind: "file", mode: 0o600 });
+    expect(text("etc/bunboot/sftp/hostkey")).toBe(fp + "\n");
+    expect(text("etc/bunboot/udhcpc.script")).toStartWith("#!/bin/busybox sh\n");
+  }, 60_000);
+
+  test("rebuilding over a larger file leaves no old tail behind the compressed stream", async () => {
+    const out = path.join(tmp, "over.zst");
+    fs.writeFileSync(out, Buffer.alloc(8 << 20, 0x55));
+    await buildInitrd(options("over.zst", { compress: "zstd", compressLevel: 1 }));
+    // zstd -t fails on trailing garbage, as the kernel does ("invalid magic").
+    const t = Bun.spawnSync(["zstd", "-t", "-q", out]);
+    expect(t.stderr.toString()).toBe("");
+    expect(t.exitCode).toBe(0);
+  }, 60_000);
+
   test("gzip output unpacks to the same archive", async () => {
     const plain = await buildInitrd(options("d.cpio"));
     const gz = await buildInitrd(options("d.cpio.gz", { compress: "gzip", compressLevel: 1 }));
@@ -97,6 +122,14 @@ describe("build.ts rejects bad input with a clear message", () => {
     const r = cli("--busybox", "/nonexistent/busybox");
     expect(r.code).toBe(2);
     expect(r.err).toContain("/nonexistent/busybox not found");
+  });
+
+  test("a malformed --usr-hashes list is refused at build time, naming the file", () => {
+    const bad = path.join(tmp, "bad.hashes");
+    fs.writeFileSync(bad, "stream-hash sha256 0\n" + "a".repeat(64) + "\n");
+    const r = cli("--usr-hashes", bad, "--compress", "none");
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`--usr-hashes ${bad}: chunk size 0 is out of range`);
   });
 
   test("bad option values", () => {

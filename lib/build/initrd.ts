@@ -11,11 +11,20 @@ import { elfSection } from "./elf-section.ts";
 import { modinfoValues, parseBuiltin, parseModulesDep, selectModules } from "./modules.ts";
 import { BuildError, InitrdTree } from "./tree.ts";
 import { FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
+import { UDHCPC_SCRIPT, UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
+import { parseStreamHashList } from "../streamhash.ts";
 
 export type Compression = "zstd" | "xz" | "gzip" | "none";
 
 export interface BuildOptions {
-  initBinary: string;
+  /** The compiled init; not used (and not needed) with referenceInit. */
+  initBinary?: string;
+  /**
+   * A shell script to run as /init instead of the Bun init (no Bun
+   * executable, no shim); everything else is the same. For the benchmark's
+   * busybox reference, so both initrds differ only in the init.
+   */
+  referenceInit?: string;
   out: string;
   compress: Compression;
   compressLevel?: number;
@@ -26,6 +35,11 @@ export interface BuildOptions {
   sysroot: string;
   busybox: string;
   verityHashOffset: number;
+  /** Stream-hash list of the remote /usr image: the trust root for rd.usr.url=. */
+  usrHashes?: string;
+  /** SSH private key for sftp:// /usr images, and the pinned server key fingerprint. */
+  sftpKey?: string;
+  sftpHostKey?: string;
   log?: (line: string) => void;
 }
 
@@ -166,6 +180,39 @@ function addBusybox(tree: InitrdTree, busybox: string): void {
   }
 }
 
+function addRemoteUsr(tree: InitrdTree, opts: BuildOptions): void {
+  tree.file(UDHCPC_SCRIPT, new TextEncoder().encode(UDHCPC_SCRIPT_TEXT), 0o755, "skeleton");
+  if (opts.usrHashes) {
+    let text: string;
+    try {
+      text = fs.readFileSync(opts.usrHashes, "utf8");
+    } catch {
+      throw new BuildError(`--usr-hashes ${opts.usrHashes}: cannot read the file`);
+    }
+    // A malformed list would only be found at boot, on every machine: check it now.
+    try {
+      parseStreamHashList(text, `--usr-hashes ${opts.usrHashes}`);
+    } catch (e) {
+      throw new BuildError((e as Error).message);
+    }
+    tree.file("/etc/bunboot/usr.hashes", new TextEncoder().encode(text), 0o644, "skeleton");
+  }
+  if (opts.sftpKey) {
+    let key: Uint8Array;
+    try {
+      key = new Uint8Array(fs.readFileSync(opts.sftpKey));
+    } catch {
+      throw new BuildError(`--sftp-key ${opts.sftpKey}: cannot read the file`);
+    }
+    if (!new TextDecoder().decode(key.subarray(0, 64)).includes("PRIVATE KEY")) throw new BuildError(`--sftp-key ${opts.sftpKey}: not a PEM/OpenSSH private key`);
+    tree.file("/etc/bunboot/sftp/id", key, 0o600, "skeleton");
+  }
+  if (opts.sftpHostKey) {
+    if (!/^SHA256:[A-Za-z0-9+/]{43}$/.test(opts.sftpHostKey)) throw new BuildError(`--sftp-host-key expects a fingerprint as ssh-keygen -lf prints it (SHA256:<43 base64 chars>), got ${opts.sftpHostKey}`);
+    tree.file("/etc/bunboot/sftp/hostkey", new TextEncoder().encode(opts.sftpHostKey + "\n"), 0o644, "skeleton");
+  }
+}
+
 export interface BuildResult {
   out: string;
   kernelVersion: string;
@@ -183,9 +230,16 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   }
   const tree = new InitrdTree(opts.sysroot);
   addSkeleton(tree);
-  tree.builtBinary(opts.initBinary, INIT_PATH, "bun init");
-  const initSize = fs.statSync(opts.initBinary).size;
-  tree.file("/init", new TextEncoder().encode(SHIM), 0o755, "skeleton");
+  addRemoteUsr(tree, opts);
+  let initSize = 0;
+  if (opts.referenceInit) {
+    tree.file("/init", new Uint8Array(fs.readFileSync(opts.referenceInit)), 0o755, "init script");
+  } else {
+    if (!opts.initBinary) throw new BuildError("no init: pass the compiled init (initBinary) or a reference init script");
+    tree.builtBinary(opts.initBinary, INIT_PATH, "bun init");
+    initSize = fs.statSync(opts.initBinary).size;
+    tree.file("/init", new TextEncoder().encode(SHIM), 0o755, "skeleton");
+  }
   addBusybox(tree, opts.busybox);
   for (const [candidates, dest] of TOOLS) tree.hostBinary(firstExisting(tree, candidates), dest, "tools");
   for (const l of KMOD_LINKS) tree.symlink(`/sbin/${l}`, "/bin/kmod", "tools");
@@ -248,13 +302,18 @@ export async function compressTo(parts: Uint8Array[], out: string, kind: Compres
     }
     return;
   }
-  const proc = Bun.spawn(argv, { stdin: "pipe", stdout: Bun.file(out), stderr: "pipe" });
+  // An fd opened with O_TRUNC: Bun.file() as stdout does not truncate, and a
+  // smaller image over a larger one kept the old tail, which the kernel
+  // then read as a corrupt second archive.
+  const outFd = fs.openSync(out, "w");
+  const proc = Bun.spawn(argv, { stdin: "pipe", stdout: outFd, stderr: "pipe" });
   for (const p of parts) {
     proc.stdin.write(p);
     await proc.stdin.flush();
   }
   await proc.stdin.end();
   const code = await proc.exited;
+  fs.closeSync(outFd);
   if (code !== 0) throw new BuildError(`${argv.join(" ")} failed (${code}): ${await new Response(proc.stderr).text()}`);
 }
 

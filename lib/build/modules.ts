@@ -28,6 +28,15 @@ export const DEFAULT_MODULES: readonly string[] = [
   "sd_mod",
   "sr_mod",
   "virtio_console",
+  // NICs for diskless boots (rd.usr.url=): clouds' and common servers'.
+  "virtio_net",
+  "e1000",
+  "e1000e",
+  "igb",
+  "ixgbe",
+  "vmxnet3",
+  "hv_netvsc",
+  "ena",
   "hid_generic",
   "usbhid",
   "btrfs",
@@ -35,6 +44,11 @@ export const DEFAULT_MODULES: readonly string[] = [
   "squashfs",
   "overlay",
   "erofs",
+  // The ESP (vfat with its default codepage and iocharset): the kexec reboot reads the kernels
+  // and flatcar/first_boot from it, and stage 2 has no modules of its own to mount it.
+  "vfat",
+  "nls_cp437",
+  "nls_ascii",
 ];
 
 export interface ModuleIndex {

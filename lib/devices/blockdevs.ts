@@ -19,17 +19,22 @@ export interface BlockDevice {
   sizeBytes: number;
 }
 
+/** Reads up to `length` bytes at `offset` of an open fd (short only at the end of the device). */
+export function readFdAt(fd: number, offset: number, length: number): Uint8Array {
+  const buf = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const n = fs.readSync(fd, buf, done, length - done, offset + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return buf.subarray(0, done);
+}
+
 export function readAt(path: string, offset: number, length: number): Uint8Array {
   const fd = fs.openSync(path, "r");
   try {
-    const buf = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(fd, buf, done, length - done, offset + done);
-      if (n === 0) break;
-      done += n;
-    }
-    return buf.subarray(0, done);
+    return readFdAt(fd, offset, length);
   } finally {
     fs.closeSync(fd);
   }
