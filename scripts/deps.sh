@@ -34,7 +34,12 @@ if ((${#missing[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive INITRD=No apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ] || ! node_modules/.bin/bun --version >/dev/null 2>&1; then
   echo "deps: npm ci"
+  # .npmrc sets ignore-scripts: ssh2's optional native addons must not be
+  # built (Bun cannot load them). Bun's own postinstall, which puts the
+  # pinned binary in place, is the one script we do want.
   npm ci --no-audit --no-fund --loglevel=error
+  (cd node_modules/bun && node install.js)
+  node_modules/.bin/bun --version >/dev/null
 fi
