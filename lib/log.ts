@@ -110,7 +110,13 @@ export const log = {
   info: (t: string) => emit("info", t),
   debug: (t: string) => {
     if (verbose) emit("debug", t);
-    else backlog.push(`[${uptime()}] debug: bunboot[${step}]: ${t}\n`);
+    else {
+      // Not shown, but kept for /run/bunboot/log: the emergency shell's first read.
+      const record = `[${uptime()}] debug: bunboot[${step}]: ${t}\n`;
+      backlog.push(record);
+      if (backlog.length > 5000) backlog.shift();
+      if (logFile !== null) safeWrite(logFile, record);
+    }
   },
 };
 
