@@ -3,7 +3,8 @@
 // Needs: fdisk (sfdisk, fdisk), gdisk (sgdisk).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, copyFileSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { fileSize, readAt, run, writeAt } from "../testing/host.ts";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as zlib from "node:zlib";
@@ -31,49 +32,6 @@ const ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 const LONG_NAME = "ROOT Ünï ☃ abcdefghijklmnopqrstuvwxyz"; // 38 UTF-16 units: truncated to 36 by sfdisk
 
 let dir = "";
-
-function run(cmd: string[], stdin?: string): string {
-  const p = Bun.spawnSync(cmd, {
-    stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` },
-  });
-  if (p.exitCode !== 0) {
-    throw new Error(`${cmd.join(" ")} failed (${p.exitCode}): ${p.stderr.toString()}${p.stdout.toString()}`);
-  }
-  return p.stdout.toString();
-}
-
-/** Read `len` bytes at `offset` (the images are tens of MB; reading them whole is slow). */
-function readAt(path: string, offset: number, len: number): Uint8Array {
-  const fd = openSync(path, "r");
-  try {
-    const buf = new Uint8Array(len);
-    const n = readSync(fd, buf, 0, len, offset);
-    return buf.subarray(0, n);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function fileSize(path: string): number {
-  const fd = openSync(path, "r");
-  try {
-    return fstatSync(fd).size;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function writeAt(path: string, offset: number, data: Uint8Array): void {
-  const fd = openSync(path, "r+");
-  try {
-    writeSync(fd, data, 0, data.length, offset);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Rewrite the header CRC after a deliberate edit, so the test reaches the check behind it. */
 function resign(sector: Uint8Array, headerSize = 92): Uint8Array {

@@ -6,7 +6,8 @@
 // fdisk; optional (tests skipped if missing): btrfs-progs, xfsprogs, erofs-utils, genisoimage.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { readAt, run, tool, writeAt } from "../testing/host.ts";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PROBE_BYTES, probeFilesystem } from "./superblock.ts";
@@ -17,43 +18,6 @@ let srcDir = "";
 
 function which(cmd: string): boolean {
   return Bun.which(cmd, { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` }) !== null;
-}
-
-function run(cmd: string[], stdin?: string): string {
-  const p = Bun.spawnSync(cmd, {
-    stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` },
-  });
-  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed (${p.exitCode}): ${p.stderr.toString()}${p.stdout.toString()}`);
-  return p.stdout.toString();
-}
-
-/** Run a checking tool whatever its exit code; its stdout and stderr together. */
-function tool(cmd: string[]): string {
-  const p = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` } });
-  return p.stdout.toString() + p.stderr.toString();
-}
-
-function readAt(path: string, offset: number, len: number): Uint8Array {
-  const fd = openSync(path, "r");
-  try {
-    const buf = new Uint8Array(len);
-    const n = readSync(fd, buf, 0, len, offset);
-    return buf.subarray(0, n);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function writeAt(path: string, offset: number, data: Uint8Array): void {
-  const fd = openSync(path, "r+");
-  try {
-    writeSync(fd, data, 0, data.length, offset);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function img(name: string, size: string): string {

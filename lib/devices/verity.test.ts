@@ -5,7 +5,8 @@
 // Needs: cryptsetup-bin (veritysetup), coreutils (truncate).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { readAt, run } from "../testing/host.ts";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,23 +22,6 @@ import {
 import type { VeritySuperblock } from "./verity.ts";
 
 let dir = "";
-
-function run(cmd: string[]): string {
-  const p = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", env: { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` } });
-  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed (${p.exitCode}): ${p.stderr.toString()}${p.stdout.toString()}`);
-  return p.stdout.toString();
-}
-
-function readAt(path: string, offset: number, len: number): Uint8Array {
-  const fd = openSync(path, "r");
-  try {
-    const buf = new Uint8Array(len);
-    const n = readSync(fd, buf, 0, len, offset);
-    return buf.subarray(0, n);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Fill a file with random data (so that data blocks, and so hash blocks, differ). */
 function makeData(path: string, bytes: number): void {

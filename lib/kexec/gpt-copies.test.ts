@@ -2,7 +2,8 @@
 // set by `sgdisk --attributes`, cross-checked by `sgdisk -v` and `sfdisk -J` after our writes.
 // Needs: fdisk (sfdisk), gdisk (sgdisk).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { fileSize as size, readAt, run } from "../testing/host.ts";
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FLATCAR_USR_TYPE_GUID, gptPriority, gptSuccessful, gptTries } from "../devices/gpt.ts";
@@ -13,41 +14,8 @@ const USR_B = "e03dd35c-7c2d-4a47-b3fe-27f15780a57c";
 const ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 let dir = "";
 
-function run(cmd: string[], stdin?: string): string {
-  const p = Bun.spawnSync(cmd, {
-    stdin: stdin === undefined ? "ignore" : Buffer.from(stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` },
-  });
-  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed (${p.exitCode}): ${p.stderr.toString()}${p.stdout.toString()}`);
-  return p.stdout.toString();
-}
-
-function reader(img: string) {
-  return (offset: number, len: number): Uint8Array => {
-    const fd = openSync(img, "r");
-    try {
-      const buf = new Uint8Array(len);
-      const n = readSync(fd, buf, 0, len, offset);
-      return buf.subarray(0, n);
-    } finally {
-      closeSync(fd);
-    }
-  };
-}
-
-function size(img: string): number {
-  const fd = openSync(img, "r");
-  try {
-    return fstatSync(fd).size;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function load(img: string): GptDisk {
-  return readGptDisk(reader(img), size(img), 512);
+  return readGptDisk((offset: number, len: number) => readAt(img, offset, len), size(img), 512);
 }
 
 function flip(img: string, offset: number): void {
