@@ -19,6 +19,7 @@ PACKAGES=(
   zstd xz-utils gzip cpio   # initrd compression; cpio cross-checks in unit tests
   mtools                 # mcopy fills the vfat ESP of the kexec scenarios without a loop mount
   openssh-server openssl    # SFTP and HTTPS servers for the remote /usr tests
+  curl                      # the reference side of bench/fetch.ts
 )
 
 missing=()
