@@ -4,19 +4,11 @@ import { describe, expect, test } from "bun:test";
 import path from "node:path";
 import { fixtures, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, concatInitrds, cpioArchive, USR_A_UUID } from "./harness/images.ts";
-import { stage2Facts, Vm } from "./harness/vm.ts";
+import { bootToStage2 as runStage2, Vm } from "./harness/vm.ts";
 
 const BOOT_MS = 240_000;
 
-async function bootToStage2(vm: Vm): Promise<Record<string, string>> {
-  try {
-    await vm.expect("STAGE2: done", BOOT_MS);
-    await vm.waitExit(60_000);
-  } finally {
-    vm.kill();
-  }
-  return stage2Facts(vm.console);
-}
+const bootToStage2 = (vm: Vm) => runStage2(vm, BOOT_MS);
 
 function expectHandover(facts: Record<string, string>) {
   // The full initrd runs as PID 1 on the overlay, and no stage-1 process is left.

@@ -11,7 +11,7 @@ import { formatStreamHashList, StreamHasher } from "../lib/streamhash.ts";
 import { fixtures, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, concatInitrds, cpioArchive } from "./harness/images.ts";
 import { GUEST_HOST, startSshd, type Sshd } from "./harness/servers.ts";
-import { stage2Facts, Vm } from "./harness/vm.ts";
+import { bootToStage2 as runStage2, Vm } from "./harness/vm.ts";
 
 const BOOT_MS = 300_000;
 const NIC = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"];
@@ -67,13 +67,7 @@ afterAll(async () => {
 const guest = (s: TestServer, p: string) => `${s.url.replace("127.0.0.1", GUEST_HOST)}${p}`;
 
 async function bootToStage2(vm: Vm): Promise<Record<string, string>> {
-  try {
-    await vm.expect("STAGE2: done", BOOT_MS);
-    await vm.waitExit(60_000);
-  } finally {
-    vm.kill();
-  }
-  const facts = stage2Facts(vm.console);
+  const facts = await runStage2(vm, BOOT_MS);
   expect(facts.pid).toBe("1");
   expect(facts.sysusr).toMatch(/^\/dev\/loop\d+ squashfs ro/);
   expect(facts.slot).toBe("USR-A");

@@ -19,8 +19,14 @@ export const LINUX_FS_TYPE = "0fc63daf-8483-4772-8e79-3d69d8477de4";
 export const FLATCAR_USR_BYTES = 1024 * 1024 * 1024;
 export const FLATCAR_HASH_OFFSET = 1065345024;
 
-function sh(argv: string[], what: string, opts: { stdin?: string } = {}): string {
-  const r = Bun.spawnSync(argv, { stdin: opts.stdin ? Buffer.from(opts.stdin) : undefined, stderr: "pipe", stdout: "pipe" });
+/** Runs an image tool that must succeed; its stdout. */
+export function sh(argv: string[], what: string, opts: { stdin?: string; env?: Record<string, string> } = {}): string {
+  const r = Bun.spawnSync(argv, {
+    stdin: opts.stdin ? Buffer.from(opts.stdin) : undefined,
+    stderr: "pipe",
+    stdout: "pipe",
+    env: opts.env ? { ...process.env, ...opts.env } : undefined,
+  });
   if (r.exitCode !== 0) throw new Error(`${what}: ${argv.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}${r.stdout.toString()}`);
   return r.stdout.toString();
 }

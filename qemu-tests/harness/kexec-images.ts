@@ -7,7 +7,7 @@ import path from "node:path";
 import { resolveClosure } from "../../lib/build/elf.ts";
 import { hostFs } from "../../lib/build/tree.ts";
 import { VERITY_HASH_OFFSET } from "../../lib/kexec/plan.ts";
-import { buildUsrTree, CACHE, ext4, FLATCAR_USR_BYTES, gptDisk, squashfs, USR_A_UUID, USR_B_UUID, USR_TYPE, verityImage, type VerityImage } from "./images.ts";
+import { buildUsrTree, CACHE, sh, ext4, FLATCAR_USR_BYTES, gptDisk, squashfs, USR_A_UUID, USR_B_UUID, USR_TYPE, verityImage, type VerityImage } from "./images.ts";
 import { DIST_INITRD, kernelImage, REPO } from "./vm.ts";
 
 export const KEXEC_CACHE = path.join(CACHE, "kexec");
@@ -23,12 +23,6 @@ set linux_append="${OEM_APPEND}"
 `;
 /** Where the test puts our initrd on /usr, for `bunboot kexec --initrd`. */
 export const USR_INITRD = "/sysusr/usr/lib/bunboot-test/initrd.img";
-
-function sh(argv: string[], what: string, env?: Record<string, string>): string {
-  const r = Bun.spawnSync(argv, { stderr: "pipe", stdout: "pipe", env: env ? { ...process.env, ...env } : undefined });
-  if (r.exitCode !== 0) throw new Error(`${what}: ${argv.join(" ")} exited ${r.exitCode}: ${r.stderr.toString()}${r.stdout.toString()}`);
-  return r.stdout.toString();
-}
 
 // Boot 1 (USR-A) runs the kexec; boot 2 (USR-B) shows its plan without acting (the GPT as boot 1
 // left it). `bunboot_test.kexec_disabled` on the command line turns kexec off first.
@@ -109,8 +103,8 @@ export function espImage(out: string, sizeMiB: number, files: Record<string, str
   const dirs = new Set<string>();
   for (const p of Object.keys(files)) for (let d = path.dirname(p); d !== "."; d = path.dirname(d)) dirs.add(d);
   const env = { MTOOLS_SKIP_CHECK: "1" };
-  for (const d of [...dirs].sort()) sh(["/usr/bin/mmd", "-i", out, `::${d}`], "mmd", env);
-  for (const [p, host] of Object.entries(files)) sh(["/usr/bin/mcopy", "-i", out, host, `::${p}`], "mcopy", env);
+  for (const d of [...dirs].sort()) sh(["/usr/bin/mmd", "-i", out, `::${d}`], "mmd", { env });
+  for (const [p, host] of Object.entries(files)) sh(["/usr/bin/mcopy", "-i", out, host, `::${p}`], "mcopy", { env });
   return out;
 }
 

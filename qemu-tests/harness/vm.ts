@@ -168,6 +168,17 @@ export class Vm {
   }
 }
 
+/** Waits for the stage-2 test init to finish and power off; its facts. */
+export async function bootToStage2(vm: Vm, bootMs: number): Promise<Record<string, string>> {
+  try {
+    await vm.expect("STAGE2: done", bootMs);
+    await vm.waitExit(60_000);
+  } finally {
+    vm.kill();
+  }
+  return stage2Facts(vm.console);
+}
+
 /** Lines the stage-2 test init printed, as a key -> value map ("STAGE2: key=value"). */
 export function stage2Facts(consoleText: string): Record<string, string> {
   const facts: Record<string, string> = {};
