@@ -24,6 +24,7 @@ const HELP = `usage: bun build.ts [options]
   --usr-hashes FILE          stream-hash list of the rd.usr.url= image (bunboot stream-hash IMAGE > FILE)
   --sftp-key FILE            SSH private key for sftp:// /usr images
   --sftp-host-key SHA256:... pin the SFTP server's host key (ssh-keygen -lf)
+  --emergency-password-hash H  argon2id hash (Bun.password.hash) asked before any shell is given
   --reference-init FILE      a shell script as /init instead of the Bun init (benchmark reference)
 `;
 
@@ -69,7 +70,7 @@ export async function compileInit(outfile: string, target = "bun-linux-x64"): Pr
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target", "reference-init", "usr-hashes", "sftp-key", "sftp-host-key"],
+    string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target", "reference-init", "usr-hashes", "sftp-key", "sftp-host-key", "emergency-password-hash"],
     boolean: ["help"],
     configuration: { "strip-dashed": true },
   });
@@ -77,7 +78,7 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const known = new Set(["_", "out", "compress", "compressLevel", "kernelVersion", "modulesRoot", "firmwareRoot", "addModules", "verityHashOffset", "sysroot", "busybox", "initBinary", "target", "referenceInit", "usrHashes", "sftpKey", "sftpHostKey", "help"]);
+  const known = new Set(["_", "out", "compress", "compressLevel", "kernelVersion", "modulesRoot", "firmwareRoot", "addModules", "verityHashOffset", "sysroot", "busybox", "initBinary", "target", "referenceInit", "usrHashes", "sftpKey", "sftpHostKey", "emergencyPasswordHash", "help"]);
   for (const k of Object.keys(args)) if (!known.has(k)) fail(`unknown option --${k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}\n${HELP}`);
   if (args._.length > 0) fail(`unexpected argument ${args._[0]}\n${HELP}`);
   const compress = (args.compress ?? "zstd") as Compression;
@@ -111,6 +112,7 @@ async function main(): Promise<void> {
       usrHashes: args.usrHashes,
       sftpKey: args.sftpKey,
       sftpHostKey: args.sftpHostKey,
+      emergencyPasswordHash: args.emergencyPasswordHash,
     });
     const mib = (n: number) => (n / 1048576).toFixed(1).padStart(7) + " MiB";
     console.log(`initrd ${r.out} for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -6,7 +6,7 @@ import { BREAKPOINTS, parseBootParams, splitCmdline, type BootParams } from "../
 import { readConfig, type InitrdConfig } from "../lib/config.ts";
 import { waitForDevice } from "../lib/devices/wait.ts";
 import { describeUnbound, findUnboundDevices } from "../lib/devices/unbound.ts";
-import { emergencyShell, handleFailure, powerAction } from "../lib/emergency.ts";
+import { emergencyShell, handleFailure, powerAction, shellPolicyOf } from "../lib/emergency.ts";
 import { ModuleLoader } from "../lib/kmod.ts";
 import { log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
 import { mountEarly, mountSquashfsFile, mountSourceOf, mountUsrDevice, unmountBelow } from "../lib/mounts.ts";
@@ -44,7 +44,7 @@ async function breakpoint(name: (typeof BREAKPOINTS)[number]): Promise<void> {
   if (!params) return;
   if (params.earlyShell || params.breakpoints.includes(name)) {
     log.info(`breakpoint ${name}: ${params.earlyShell ? "rd.earlyshell" : `rd.break=${name}`}`);
-    await emergencyShell(`breakpoint ${name}; exit to continue the boot`);
+    await emergencyShell(`breakpoint ${name}; exit to continue the boot`, shellPolicyOf(params));
   }
 }
 

@@ -3,8 +3,9 @@
 // retry the boot after the shell is left.
 import fs from "node:fs";
 import type { BootParams } from "./cmdline.ts";
+import { ARGON2ID_HASH, EMERGENCY_PASSWORD_HASH } from "./config.ts";
 import { consoleWrite, log } from "./log.ts";
-import { pollIn, reboot, RB, sync } from "./sys/index.ts";
+import { pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
 import { runOnConsole } from "./spawn.ts";
 
 export const BUSYBOX = "/bin/busybox";
@@ -15,6 +16,36 @@ export const SHELL_ENV: Record<string, string> = {
   PS1: "bunboot# ",
   DM_DISABLE_UDEV: "1",
 };
+
+/** Who may have a shell: rd.shell=0 refuses it outright; a password hash asks first. */
+export interface ShellPolicy {
+  allowed: boolean;
+  /** null: the console is trusted. "unreadable": a hash was installed but cannot be used. */
+  passwordHash: string | null | "unreadable";
+  /** How long a password prompt waits for input; 0 waits forever. */
+  timeoutSec: number;
+}
+
+/**
+ * The installed password hash. A file that exists but does not hold a
+ * usable hash locks the shell rather than opening it: a damaged initrd must
+ * not turn a locked-down console into an open one.
+ */
+export function readPasswordHash(path = EMERGENCY_PASSWORD_HASH): ShellPolicy["passwordHash"] {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, "utf8");
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ENOENT" ? null : "unreadable";
+  }
+  const hash = text.trim();
+  return ARGON2ID_HASH.test(hash) ? hash : "unreadable";
+}
+
+/** Seconds to wait after the n-th wrong password in a row: 1, 2, 4 … capped at 60. */
+export function wrongPasswordDelaySec(failures: number): number {
+  return failures <= 0 ? 0 : Math.min(60, 2 ** (failures - 1));
+}
 
 export interface FailureReport {
   step: string;
@@ -47,56 +78,135 @@ export function powerAction(action: "reboot" | "poweroff" | "halt"): never {
 }
 
 /**
- * Waits for Enter on the console. Polls without blocking and yields to the
- * event loop between polls, so signal handlers (Ctrl-Alt-Del), the uevent
- * listener and the reaper keep running while the prompt waits.
+ * Reads one line from the console; null on timeout (0: wait forever) or when
+ * the console cannot be read. Polls without blocking and yields to the event
+ * loop between polls, so signal handlers (Ctrl-Alt-Del), the uevent listener
+ * and the reaper keep running while the prompt waits.
  */
-async function waitForEnter(timeoutSec: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutSec * 1000;
+async function readConsoleLine(timeoutSec: number): Promise<string | null> {
+  const deadline = timeoutSec === 0 ? Infinity : Date.now() + timeoutSec * 1000;
   const buf = Buffer.alloc(256);
+  const line: number[] = [];
   while (Date.now() < deadline) {
     if (pollIn(0, 0)) {
       let n = 0;
       try {
         n = fs.readSync(0, buf, 0, buf.length, null);
       } catch {
-        return false;
+        return null;
       }
-      const got = buf.subarray(0, n);
-      if (got.includes(10) || got.includes(13)) return true;
+      for (const b of buf.subarray(0, n)) {
+        if (b === 10 || b === 13) return Buffer.from(line).toString("utf8");
+        // A password longer than this is noise; keep memory bounded.
+        if (line.length < 4096) line.push(b);
+      }
     }
     await Bun.sleep(100);
   }
-  return false;
+  return null;
 }
 
-export async function emergencyShell(reason: string): Promise<void> {
+/**
+ * Asks for the emergency password until it is right or nobody answers
+ * within the timeout. Wrong answers wait longer each time, so guessing at the
+ * console is slow; the waits are logged to the kernel log for the fleet's
+ * log collection.
+ */
+async function passwordAccepted(policy: ShellPolicy): Promise<boolean> {
+  if (policy.passwordHash === null) return true;
+  if (policy.passwordHash === "unreadable") {
+    log.err(`${EMERGENCY_PASSWORD_HASH} is present but holds no argon2id hash: the emergency shell stays locked`);
+    return false;
+  }
+  for (let failures = 0; ; ) {
+    consoleWrite("Emergency shell password: ");
+    const echo = setEcho(0, false);
+    let answer: string | null;
+    try {
+      answer = await readConsoleLine(policy.timeoutSec);
+    } finally {
+      if (echo !== null) setEcho(0, echo);
+      consoleWrite("\n");
+    }
+    if (answer === null) {
+      log.warn("no password entered for the emergency shell");
+      return false;
+    }
+    let ok = false;
+    try {
+      ok = await Bun.password.verify(answer, policy.passwordHash, "argon2id");
+    } catch (e) {
+      log.err(`checking the emergency password failed: ${e instanceof Error ? e.message : e}`);
+    }
+    if (ok) return true;
+    failures++;
+    const delay = wrongPasswordDelaySec(failures);
+    log.warn(`wrong password for the emergency shell (${failures} in a row); next try in ${delay} s`);
+    await Bun.sleep(delay * 1000);
+  }
+}
+
+/**
+ * Runs the emergency shell if the policy lets it; returns whether it ran.
+ * Every shell the init offers (failures, breakpoints) goes through here, so
+ * rd.shell=0 and the password cannot be bypassed by another path.
+ */
+export async function emergencyShell(reason: string, policy: ShellPolicy): Promise<boolean> {
+  if (!policy.allowed) {
+    log.warn(`rd.shell=0: no shell (${reason})`);
+    return false;
+  }
+  if (!(await passwordAccepted(policy))) return false;
   log.info(`starting emergency shell (${reason}); leave it with "exit" to retry the boot`);
   // setsid + cttyhack: the shell needs the real tty (not /dev/console) as its
   // controlling terminal for job control and Ctrl-C.
   const code = await runOnConsole([BUSYBOX, "setsid", BUSYBOX, "cttyhack", BUSYBOX, "sh", "-l"], SHELL_ENV);
   log.info(`emergency shell exited (${code})`);
+  return true;
+}
+
+/** The shell policy of this boot: from the command line when it was read, else the defaults. */
+export function shellPolicyOf(params: BootParams | null): ShellPolicy {
+  return { allowed: params?.shellAllowed ?? true, passwordHash: readPasswordHash(), timeoutSec: params?.emergencyTimeoutSec ?? 60 };
+}
+
+/** What the failure path does after the report; pure, so the choices are unit-tested. */
+export function failureAction(params: BootParams | null): { kind: "power"; action: "reboot" | "poweroff" | "halt" } | { kind: "wait-then-reboot"; timeoutSec: number } | { kind: "shell" } | { kind: "prompt"; timeoutSec: number } {
+  const action = params?.emergency ?? "prompt";
+  const timeoutSec = params?.emergencyTimeoutSec ?? 60;
+  if (action === "reboot" || action === "poweroff" || action === "halt") return { kind: "power", action };
+  if (!(params?.shellAllowed ?? true)) return { kind: "wait-then-reboot", timeoutSec };
+  return action === "shell" ? { kind: "shell" } : { kind: "prompt", timeoutSec };
+}
+
+/** When the machine reboots by itself, in words: rd.emergency.timeout=0 means never. */
+function rebootWhen(timeoutSec: number): string {
+  return timeoutSec === 0 ? "no automatic reboot (rd.emergency.timeout=0)" : `rebooting in ${timeoutSec} seconds`;
 }
 
 export async function handleFailure(f: FailureReport, params: BootParams | null, buildId: string): Promise<void> {
   log.err(formatFailure(f, buildId));
-  const action = params?.emergency ?? "prompt";
-  const timeout = params?.emergencyTimeoutSec ?? 60;
-  const shellAllowed = params?.shellAllowed ?? true;
-  if (action === "reboot" || action === "poweroff" || action === "halt") powerAction(action);
-  if (!shellAllowed) {
-    log.err(`rd.shell=0: no emergency shell; rebooting in ${timeout} seconds`);
-    await Bun.sleep(timeout * 1000);
-    powerAction("reboot");
+  const next = failureAction(params);
+  const policy = shellPolicyOf(params);
+  switch (next.kind) {
+    case "power":
+      powerAction(next.action);
+    case "wait-then-reboot":
+      // 0 keeps the message on the screen for good; Ctrl-Alt-Del still reboots.
+      log.err(`rd.shell=0: no emergency shell; ${rebootWhen(next.timeoutSec)}`);
+      if (next.timeoutSec === 0) for (;;) await Bun.sleep(3_600_000);
+      await Bun.sleep(next.timeoutSec * 1000);
+      powerAction("reboot");
+    case "shell":
+      if (await emergencyShell("rd.emergency=shell", policy)) return;
+      powerAction("reboot");
+    case "prompt":
+      consoleWrite(
+        next.timeoutSec === 0
+          ? `\nPress Enter for emergency shell (rd.emergency.timeout=0: no automatic reboot).\n`
+          : `\nPress Enter for emergency shell or wait ${next.timeoutSec} seconds for reboot.\n`,
+      );
+      if ((await readConsoleLine(next.timeoutSec)) !== null && (await emergencyShell("Enter pressed", policy))) return;
+      powerAction("reboot");
   }
-  if (action === "shell") {
-    await emergencyShell("rd.emergency=shell");
-    return;
-  }
-  consoleWrite(`\nPress Enter for emergency shell or wait ${timeout} seconds for reboot.\n`);
-  if (await waitForEnter(timeout)) {
-    await emergencyShell("Enter pressed");
-    return;
-  }
-  powerAction("reboot");
 }

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { fixtures, requireInitrd } from "./harness/fixtures.ts";
+import { fixtures, initrdWith, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, gptDisk, USR_A_UUID, USR_TYPE, FLATCAR_USR_BYTES } from "./harness/images.ts";
 import { stage2Facts, Vm } from "./harness/vm.ts";
 
@@ -191,5 +191,78 @@ describe("failures and debugging", () => {
     expect(vm.console).toContain('boot failed in step "mount-usr"');
     expect(vm.console).toContain('the kernel rejected the options "bogus" from mount.usrflags=');
     expect(vm.console).toContain("parameter to check: mount.usrflags=");
+  }, BOOT_MS + 60_000);
+
+  test("8. rd.shell=0 never gives a shell: not at a breakpoint, not on failure; then it reboots", async () => {
+    const vm = new Vm({ name: "no-shell", disks: [fx.flatcarDisk], append: flatcarAppend(WRONG, "rd.shell=0 rd.break=pre-verity rd.emergency=shell rd.emergency.timeout=3") });
+    await withVm(vm, async () => {
+      await vm.expect("rd.shell=0: no shell (breakpoint pre-verity", BOOT_MS);
+      // Keys at the console change nothing.
+      vm.send("\n\n");
+      await vm.waitExit(BOOT_MS);
+    });
+    const out = vm.console;
+    expect(out).toContain('boot failed in step "verity"');
+    expect(out).toContain("rd.shell=0: no emergency shell; rebooting in 3 seconds");
+    expect(out).toMatch(/bunboot\S*: reboot now/);
+    expect(out).not.toContain("bunboot# ");
+    expect(out).not.toContain("starting emergency shell");
+    expect(out).not.toContain("Press Enter");
+  }, BOOT_MS + 60_000);
+
+  test("9. a password-protected emergency shell: a wrong password is refused and slowed down, the right one gives the shell", async () => {
+    const password = "correct horse 42";
+    // A small memory cost keeps the check quick under TCG; the builder takes any argon2id hash.
+    const hash = await Bun.password.hash(password, { algorithm: "argon2id", memoryCost: 8192, timeCost: 2 });
+    const initrd = initrdWith("emergency-password", [{ path: "etc/bunboot/emergency-password-hash", data: new TextEncoder().encode(hash + "\n") }]);
+    const vm = new Vm({ name: "emergency-password", initrd, disks: [fx.flatcarDisk], append: flatcarAppend(WRONG, "rd.emergency.timeout=120") });
+    await withVm(vm, async () => {
+      await vm.expect("Press Enter for emergency shell", BOOT_MS);
+      vm.send("\n");
+      await vm.expect("Emergency shell password: ", 60_000);
+      const mark = vm.console.length;
+      vm.send("guess-one\n");
+      await vm.expect("wrong password for the emergency shell (1 in a row); next try in 1 s", 60_000, mark);
+      await vm.expect("Emergency shell password: ", 60_000, mark);
+      const second = vm.console.length;
+      vm.send("guess-two\n");
+      await vm.expect("wrong password for the emergency shell (2 in a row); next try in 2 s", 60_000, second);
+      await vm.expect("Emergency shell password: ", 60_000, second);
+      const right = vm.console.length;
+      vm.send(password + "\n");
+      await vm.expect("bunboot# ", 60_000, right);
+      const mark2 = vm.console.length;
+      vm.send("echo unlocked-$((40 + 2))\n");
+      await vm.expect("unlocked-42", 30_000, mark2);
+    });
+    // Echo is off while the password is typed: neither guess nor password reached the screen.
+    expect(vm.console).not.toContain("guess-one");
+    expect(vm.console).not.toContain(password);
+    expect(vm.console).toContain("starting emergency shell (Enter pressed)");
+  }, BOOT_MS + 240_000);
+
+  test("10. a CPU the Bun runtime cannot run on: the shim says what is missing and offers the busybox shell, no kernel panic", async () => {
+    const vm = new Vm({ name: "cpu-qemu64", cpu: "qemu64", disks: [fx.flatcarDisk], append: flatcarAppend(fx.usrA.rootHash, "rd.emergency.timeout=120") });
+    await withVm(vm, async () => {
+      await vm.expect("Press Enter for emergency shell or wait 120 seconds for reboot.", BOOT_MS);
+      vm.send("\n");
+      await Bun.sleep(2000);
+      const mark = vm.console.length;
+      vm.send("echo shim-shell-$((40 + 2))\n");
+      await vm.expect("shim-shell-42", 30_000, mark);
+    });
+    expect(vm.console).toMatch(/bunboot: this CPU lacks( \w+)+, which the Bun runtime needs \(x86-64-v2: Nehalem or newer/);
+    expect(vm.console).toContain("popcnt");
+    expect(vm.console).not.toContain("Kernel panic");
+    expect(vm.console).not.toContain("invalid opcode");
+  }, BOOT_MS + 60_000);
+
+  test("10b. the same CPU with rd.emergency=poweroff powers off by itself", async () => {
+    const vm = new Vm({ name: "cpu-qemu64-poweroff", cpu: "qemu64", disks: [fx.flatcarDisk], append: flatcarAppend(fx.usrA.rootHash, "rd.emergency=poweroff") });
+    await withVm(vm, async () => {
+      await vm.waitExit(BOOT_MS);
+    });
+    expect(vm.console).toContain("bunboot: poweroff now");
+    expect(vm.console).not.toContain("Kernel panic");
   }, BOOT_MS + 60_000);
 });

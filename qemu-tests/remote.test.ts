@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { encodeNewc } from "../lib/build/cpio.ts";
 import { startTestServer, type TestServer } from "../lib/fetch/testserver.ts";
 import { formatStreamHashList, StreamHasher } from "../lib/streamhash.ts";
-import { fixtures, requireInitrd } from "./harness/fixtures.ts";
+import { fixtures, initrdWith, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, concatInitrds, cpioArchive } from "./harness/images.ts";
 import { GUEST_HOST, startSshd, type Sshd } from "./harness/servers.ts";
 import { bootToStage2 as runStage2, Vm } from "./harness/vm.ts";
@@ -33,11 +33,6 @@ const TAMPER_AT = 5 * CHUNK + 100;
 const pxeCpio = path.join(CACHE, "usr-pxe.cpio");
 fs.writeFileSync(pxeCpio, Buffer.concat(encodeNewc([{ kind: "file", path: "usr.squashfs", data: image }])));
 
-/** dist/initrd.img plus a cpio with extra files, as a boot loader would append it. */
-function initrdWith(name: string, files: Array<{ path: string; data: Uint8Array }>): string {
-  const extra = cpioArchive(path.join(CACHE, `${name}.cpio`), files);
-  return concatInitrds(path.join(CACHE, `initrd-${name}.img`), [requireInitrd(), extra]);
-}
 const withHashList = () => initrdWith("hashlist", [{ path: "etc/bunboot/usr.hashes", data: new TextEncoder().encode(hashList) }]);
 
 let http: TestServer;

@@ -81,6 +81,15 @@ describe("buildInitrd", () => {
     expect(text("etc/bunboot/udhcpc.script")).toStartWith("#!/bin/busybox sh\n");
   }, 60_000);
 
+  test("--emergency-password-hash lands, readable by root only, where the init reads it", async () => {
+    const hash = await Bun.password.hash("s3cret", { algorithm: "argon2id", memoryCost: 4096, timeCost: 1 });
+    const r = await buildInitrd(options("pw.cpio", { emergencyPasswordHash: hash }));
+    const byPath = new Map(decodeNewc(new Uint8Array(fs.readFileSync(r.out))).entries.map((e) => [e.path.replace(/^\//, ""), e]));
+    const entry = byPath.get("etc/bunboot/emergency-password-hash") as { kind: string; mode: number; data: Uint8Array };
+    expect(entry).toMatchObject({ kind: "file", mode: 0o600 });
+    expect(new TextDecoder().decode(entry.data)).toBe(hash + "\n");
+  }, 60_000);
+
   test("rebuilding over a larger file leaves no old tail behind the compressed stream", async () => {
     const out = path.join(tmp, "over.zst");
     fs.writeFileSync(out, Buffer.alloc(8 << 20, 0x55));
@@ -136,5 +145,10 @@ describe("build.ts rejects bad input with a clear message", () => {
     expect(cli("--compress", "lz4").err).toContain('--compress expects zstd, xz, gzip or none, got "lz4"');
     expect(cli("--verity-hash-offset", "100").err).toContain("--verity-hash-offset must be a positive multiple of 4096, got 100");
     expect(cli("--frobnicate").err).toContain("unknown option --frobnicate");
+    // A bcrypt hash, or a password given by mistake, would lock every console of the fleet.
+    expect(cli("--emergency-password-hash", "$2b$10$abcdefghijklmnopqrstuu").err).toContain("--emergency-password-hash expects an argon2id hash");
+    const plain = cli("--emergency-password-hash", "hunter2-plain-password");
+    expect(plain.code).toBe(2);
+    expect(plain.err).toContain("--emergency-password-hash expects an argon2id hash");
   });
 });

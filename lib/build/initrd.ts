@@ -10,7 +10,7 @@ import { encodeNewc } from "./cpio.ts";
 import { elfSection } from "./elf-section.ts";
 import { modinfoValues, parseBuiltin, parseModulesDep, selectModules } from "./modules.ts";
 import { BuildError, InitrdTree } from "./tree.ts";
-import { FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
+import { ARGON2ID_HASH, EMERGENCY_PASSWORD_HASH, FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
 import { UDHCPC_SCRIPT, UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
 import { parseStreamHashList } from "../streamhash.ts";
 
@@ -40,17 +40,102 @@ export interface BuildOptions {
   /** SSH private key for sftp:// /usr images, and the pinned server key fingerprint. */
   sftpKey?: string;
   sftpHostKey?: string;
+  /** argon2id hash of the password asked before any shell (a locked-down console). */
+  emergencyPasswordHash?: string;
   log?: (line: string) => void;
 }
 
 export const INIT_PATH = "/bin/bunboot-init";
 
+/**
+ * CPU features the Bun runtime executes without checking: the x86-64-v2 set
+ * (Nehalem and newer). Measured under QEMU: the default build boots with
+ * -cpu Nehalem and -cpu SandyBridge (no AVX2) and dies of an invalid opcode
+ * with -cpu qemu64, which lacks these. The baseline build needs the same set.
+ */
+export const X86_64_CPU_FLAGS = ["cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"];
+
 // The shim exists because a compiled Bun program aborts before any
 // JavaScript runs when /proc is missing (it reads /proc/self/exe). exec
 // keeps PID 1, so the Bun program is still the init.
+//
+// It also checks the CPU first: a runtime that dies of an invalid opcode as
+// PID 1 panics the kernel ("Attempted to kill init!") before it could say
+// why. On such a CPU the shim says what is missing and follows rd.emergency=
+// and rd.shell= itself, and it never exits. A password-protected initrd gets
+// no shell here: busybox cannot check an argon2id hash.
+//
+// The kernel hands unknown command-line words to init as environment
+// variables, so nothing the script relies on (IFS, PATH) is taken from there.
 export const SHIM = `#!/bin/busybox sh
-/bin/busybox mount -t proc -o nosuid,nodev,noexec proc /proc || echo "bunboot shim: cannot mount /proc" >/dev/console
-exec ${INIT_PATH} "$@"
+IFS=' 	
+'
+PATH=/sbin:/bin
+B=/bin/busybox
+$B mount -t proc -o nosuid,nodev,noexec proc /proc || echo "bunboot shim: cannot mount /proc" >/dev/console
+missing=
+if [ "$($B uname -m)" = x86_64 ]; then
+  flags=" $($B grep -m1 '^flags' /proc/cpuinfo | $B cut -d: -f2) "
+  for f in ${X86_64_CPU_FLAGS.join(" ")}; do
+    case "$flags" in *" $f "*) ;; *) missing="$missing $f" ;; esac
+  done
+fi
+if [ -z "$missing" ]; then
+  exec ${INIT_PATH} "$@"
+fi
+
+say() { echo "bunboot: $*" >/dev/console; echo "<3>bunboot: $*" >/dev/kmsg 2>/dev/null; }
+$B mount -t sysfs -o nosuid,nodev,noexec sysfs /sys 2>/dev/null
+$B mount -t devtmpfs -o nosuid devtmpfs /dev 2>/dev/null
+say "this CPU lacks$missing, which the Bun runtime needs (x86-64-v2: Nehalem or newer; no Bun build runs on this CPU); the boot cannot continue"
+set -f
+action=prompt shell=1 timeout=60
+for word in $($B cat /proc/cmdline); do
+  case "$word" in
+    rd.emergency=*) action=\${word#*=} ;;
+    rd.emergency.timeout=*) timeout=\${word#*=} ;;
+    rd.shell=0|rd.shell=no|rd.shell=off|rd.shell=false) shell=0 ;;
+    rd.shell|rd.shell=1|rd.shell=yes|rd.shell=on|rd.shell=true) shell=1 ;;
+  esac
+done
+case "$timeout" in ''|*[!0-9]*) timeout=60 ;; esac
+if [ "$shell" = 1 ] && [ -e ${EMERGENCY_PASSWORD_HASH} ]; then
+  say "the emergency shell is password-protected and the password cannot be checked without the Bun runtime: no shell"
+  shell=0
+fi
+power() {
+  say "$1 now"
+  $B sync
+  $B "$1" -f
+  while :; do $B sleep 3600; done
+}
+shell_forever() {
+  while :; do
+    $B setsid $B cttyhack $B sh -l
+    say "the boot cannot continue on this CPU: the shell starts again (reboot -f to restart)"
+  done
+}
+case "$action" in
+  reboot|poweroff|halt) power "$action" ;;
+esac
+if [ "$shell" = 0 ]; then
+  if [ "$timeout" = 0 ]; then
+    say "rd.shell=0: no emergency shell; no automatic reboot (rd.emergency.timeout=0)"
+    while :; do $B sleep 3600; done
+  fi
+  say "rd.shell=0: no emergency shell; rebooting in $timeout seconds"
+  $B sleep "$timeout"
+  power reboot
+fi
+[ "$action" = shell ] && shell_forever
+if [ "$timeout" = 0 ]; then
+  echo "Press Enter for emergency shell (rd.emergency.timeout=0: no automatic reboot)." >/dev/console
+  read -r line </dev/console && shell_forever
+else
+  echo "Press Enter for emergency shell or wait $timeout seconds for reboot." >/dev/console
+  read -r -t "$timeout" line </dev/console && shell_forever
+fi
+power reboot
 `;
 
 // Host locations of the tools; the initrd path drops a leading /usr.
@@ -213,6 +298,16 @@ function addRemoteUsr(tree: InitrdTree, opts: BuildOptions): void {
   }
 }
 
+function addEmergencyPassword(tree: InitrdTree, hash: string | undefined): void {
+  if (hash === undefined) return;
+  // Checked with the init's own pattern: a hash it could not read would lock
+  // every console of the fleet.
+  if (!ARGON2ID_HASH.test(hash)) {
+    throw new BuildError(`--emergency-password-hash expects an argon2id hash as Bun.password.hash writes it ($argon2id$v=19$m=…,t=…,p=…$salt$hash), got ${JSON.stringify(hash.slice(0, 24))}…`);
+  }
+  tree.file(EMERGENCY_PASSWORD_HASH, new TextEncoder().encode(hash + "\n"), 0o600, "skeleton");
+}
+
 export interface BuildResult {
   out: string;
   kernelVersion: string;
@@ -231,6 +326,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   const tree = new InitrdTree(opts.sysroot);
   addSkeleton(tree);
   addRemoteUsr(tree, opts);
+  addEmergencyPassword(tree, opts.emergencyPasswordHash);
   let initSize = 0;
   if (opts.referenceInit) {
     tree.file("/init", new Uint8Array(fs.readFileSync(opts.referenceInit)), 0o755, "init script");

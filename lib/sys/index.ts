@@ -138,6 +138,24 @@ export function ioctl(fd: number, request: number, arg: number | Uint8Array, wha
   return check(c().ioctl(fd, request, a), "ioctl", what);
 }
 
+// --- terminal echo (termios) ---
+// TCGETS/TCSETS and the c_lflag offset are the same on x86-64 and arm64
+// (asm-generic); the buffer is larger than the kernel's struct termios.
+const TCGETS = 0x5401, TCSETS = 0x5402, LFLAG_OFFSET = 12, ECHO = 0o10;
+/**
+ * Turns echo of typed characters on or off (for a password prompt); returns
+ * whether echo was on before, or null when fd is not a terminal.
+ */
+export function setEcho(fd: number, on: boolean): boolean | null {
+  const t = new Uint8Array(64);
+  const v = new DataView(t.buffer);
+  if (Number(c().ioctl(fd, TCGETS, ptr(t))) < 0) return null;
+  const lflag = v.getUint32(LFLAG_OFFSET, true);
+  v.setUint32(LFLAG_OFFSET, on ? lflag | ECHO : lflag & ~ECHO, true);
+  if (Number(c().ioctl(fd, TCSETS, ptr(t))) < 0) return null;
+  return (lflag & ECHO) !== 0;
+}
+
 const WNOHANG = 1;
 /** Reaps one specific child if it has exited; returns whether it did. */
 export function reapIfExited(pid: number): boolean {

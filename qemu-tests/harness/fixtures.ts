@@ -4,6 +4,8 @@ import fs from "node:fs";
 import path from "node:path";
 import {
   buildStage2,
+  concatInitrds,
+  cpioArchive,
   buildUsrTree,
   CACHE,
   ext4,
@@ -37,6 +39,12 @@ let cached: Fixtures | null = null;
 export function requireInitrd(): string {
   if (!fs.existsSync(DIST_INITRD)) throw new Error(`${DIST_INITRD} is missing: run \`bun build.ts\` first (scripts/test.sh does)`);
   return DIST_INITRD;
+}
+
+/** dist/initrd.img plus a cpio with extra files, as a boot loader would append it. */
+export function initrdWith(name: string, files: Array<{ path: string; data: Uint8Array }>): string {
+  const extra = cpioArchive(path.join(CACHE, `${name}.cpio`), files);
+  return concatInitrds(path.join(CACHE, `initrd-${name}.img`), [requireInitrd(), extra]);
 }
 
 export function fixtures(): Fixtures {

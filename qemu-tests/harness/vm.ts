@@ -31,6 +31,8 @@ export interface VmOptions {
   monitorSocket?: string;
   /** false: guest writes reach the disk files (default true: snapshot=on, files untouched). */
   snapshot?: boolean;
+  /** QEMU CPU model (default max). */
+  cpu?: string;
 }
 
 /** The QEMU command line for a scenario (or the demo). */
@@ -38,7 +40,7 @@ export function qemuArgs(opts: VmOptions): string[] {
   const args = [
     "qemu-system-x86_64",
     "-machine", "q35",
-    "-cpu", "max",
+    "-cpu", opts.cpu ?? "max",
     "-smp", "2",
     "-m", String(opts.memoryMiB ?? 1024),
     "-nodefaults",
