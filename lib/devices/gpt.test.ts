@@ -456,3 +456,152 @@ describe("corruption and range checks", () => {
     expect(() => locateGptHeader(new Uint8Array(8192))).toThrow(/no GPT header at LBA 1/);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Keep it fixed: seeded property tests. Random and hostile header sectors and entry arrays, with
+// the CRCs recomputed after each mutation so that most of them reach the checks behind the CRCs.
+// The seed is fixed so that a failure names a case that can be replayed.
+
+/** mulberry32: a tiny PRNG whose whole state is one 32-bit word, so a seed replays a run exactly. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const PARSER_SEED = 0x9e3779b9;
+const PARSER_CASES = 3000;
+
+describe(`Keep it fixed: random GPT headers and entry arrays (mulberry32 seed 0x${PARSER_SEED.toString(16)}, ${PARSER_CASES} inputs)`, () => {
+  test("only GptError is thrown, and whatever is accepted is within the documented bounds", () => {
+    const next = mulberry32(PARSER_SEED);
+    const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
+    const pick = <T,>(xs: readonly T[]): T => xs[int(0, xs.length - 1)]!;
+    const u32 = () => int(0, 0xffffffff);
+    const u64 = () => (BigInt(u32()) << 32n) | BigInt(u32());
+    const bytes = (n: number) => {
+      const b = new Uint8Array(n);
+      for (let i = 0; i < n; i += 4) {
+        const w = u32();
+        for (let k = 0; k < 4 && i + k < n; k++) b[i + k] = (w >>> (8 * k)) & 0xff;
+      }
+      return b;
+    };
+    const lba = () => BigInt.asUintN(64, pick([0n, 1n, 2n, 33n, 34n, 1n << 32n, 1n << 53n, 1n << 63n, (1n << 64n) - 1n, u64(), BigInt(int(0, 100000))]));
+    const own = (e: unknown, where: string) => {
+      if (!(e instanceof GptError)) throw new Error(`${where}: threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}, not a GptError`);
+    };
+    let headers = 0;
+    let patched = 0;
+    for (let i = 0; i < PARSER_CASES; i++) {
+      const where = `seed 0x${PARSER_SEED.toString(16)} case ${i}`;
+      const size = next() < 0.05 ? int(0, 600) : pick([512, 512, 4096]);
+      const sector = next() < 0.3 ? bytes(size) : new Uint8Array(size);
+      if (size >= 92) {
+        const dv = new DataView(sector.buffer);
+        if (next() < 0.95) sector.set(new TextEncoder().encode("EFI PART"), 0);
+        // A plausible header, each field then replaced with some probability: mostly valid
+        // headers reach the checks behind the first one that fails.
+        const plausible: [number, bigint][] = [[24, 1n], [32, 100000n], [40, 34n], [48, BigInt(int(34, 99000))], [72, 2n]];
+        dv.setUint32(12, next() < 0.7 ? 92 : pick([93, 100, size, size + 1, u32()]), true);
+        for (const [off, v] of plausible) dv.setBigUint64(off, next() < 0.75 ? v : lba(), true);
+        dv.setUint32(80, next() < 0.6 ? int(1, 48) : pick([0, 1, 128, 0x8000, 0x8001, 0xffffffff, u32()]), true);
+        dv.setUint32(84, next() < 0.6 ? pick([128, 256, 512]) : pick([0, 64, 127, 129, 384, 1 << 31, u32()]), true);
+        if (next() < 0.9) resignInPlace(sector);
+      }
+      const at = next() < 0.4 ? undefined : next() < 0.7 ? 1n : lba();
+      try {
+        // The same sector where a 512-byte or a 4Kn disk has LBA 1, in a head that may be cut short.
+        const head = new Uint8Array(int(0, 9000));
+        const where1 = pick([512, 4096]);
+        if (where1 + sector.length <= head.length) head.set(sector, where1);
+        locateGptHeader(head);
+      } catch (e) {
+        own(e, `${where}: locateGptHeader`);
+      }
+      let h: GptHeader;
+      try {
+        h = parseGptHeader(sector, at);
+      } catch (e) {
+        own(e, `${where}: parseGptHeader`);
+        continue;
+      }
+      headers++;
+      const ok =
+        h.entrySize >= 128 && h.entrySize % 128 === 0 && ((h.entrySize / 128) & (h.entrySize / 128 - 1)) === 0 &&
+        h.entryCount >= 1 && gptEntriesByteLength(h) <= 4 * 1024 * 1024 &&
+        h.myLba >= 1n && (at === undefined || h.myLba === at) && h.entriesLba >= 2n && h.entriesLba !== h.myLba && h.firstUsableLba <= h.lastUsableLba &&
+        h.headerSize >= 92 && h.headerSize <= sector.length;
+      if (!ok) throw new Error(`${where}: parseGptHeader accepted ${JSON.stringify(h, (_k, v) => (typeof v === "bigint" ? String(v) : v))}`);
+
+      // An entry array for it (kept small for speed), signed into the header most of the time.
+      const len = gptEntriesByteLength(h);
+      if (len > 1 << 15) continue;
+      const arr = new Uint8Array(next() < 0.05 ? int(0, len) : len);
+      const used = new Set<number>();
+      for (let k = int(0, Math.min(h.entryCount, 8)); k > 0; k--) {
+        const index = int(1, h.entryCount);
+        const off = (index - 1) * h.entrySize;
+        if (off + h.entrySize > arr.length) continue;
+        arr.set(bytes(h.entrySize), off);
+        if (next() < 0.8) {
+          // Mostly a sane range, so that patching is reached.
+          const dv = new DataView(arr.buffer, off);
+          const first = BigInt(int(0, 1000));
+          dv.setBigUint64(32, first, true);
+          dv.setBigUint64(40, first + BigInt(int(0, 1000)), true);
+        }
+        used.add(index);
+      }
+      if (next() < 0.9) {
+        new DataView(sector.buffer).setUint32(88, crc32(arr.subarray(0, Math.min(len, arr.length))), true);
+        resignInPlace(sector);
+      }
+      const signed = parseGptHeader(sector, at);
+      let entries: GptEntry[];
+      try {
+        entries = parseGptEntries(signed, arr);
+      } catch (e) {
+        own(e, `${where}: parseGptEntries`);
+        continue;
+      }
+      for (const e of entries) {
+        if (e.index < 1 || e.index > signed.entryCount || e.firstLba > e.lastLba || e.name.length > 36) throw new Error(`${where}: parseGptEntries returned ${e.index} ${e.firstLba}..${e.lastLba} "${e.name}"`);
+      }
+      const index = next() < 0.8 && entries.length ? pick(entries).index : pick([0, -1, 1.5, signed.entryCount + 1, int(1, signed.entryCount)]);
+      const attributes = next() < 0.9 ? u64() : pick([-1n, 1n << 64n]);
+      try {
+        const out = patchGptEntryAttributes(sector, arr, index, attributes);
+        // The result is valid, and only the 8 attribute bytes of that entry changed.
+        const h2 = parseGptHeader(out.header, at);
+        const e2 = parseGptEntries(h2, out.entries).find((e) => e.index === index);
+        if (e2?.attributes !== attributes) throw new Error("the new attributes do not read back");
+        const attrOff = (index - 1) * signed.entrySize + 48;
+        for (let b = 0; b < arr.length; b++) {
+          if (out.entries[b] !== arr[b] && (b < attrOff || b >= attrOff + 8)) throw new Error(`entry byte ${b} changed`);
+        }
+        patched++;
+      } catch (e) {
+        if (e instanceof Error && !(e instanceof GptError) && /read back|changed/.test(e.message)) throw new Error(`${where}: ${e.message}`);
+        own(e, `${where}: patchGptEntryAttributes`);
+      }
+    }
+    // The generator must keep reaching the deeper checks, or the properties above test little.
+    expect(headers).toBeGreaterThan(PARSER_CASES / 10);
+    expect(patched).toBeGreaterThan(PARSER_CASES / 40);
+  }, 10_000);
+});
+
+/** The header CRC recomputed over the header size the sector claims, when it is a usable one. */
+function resignInPlace(sector: Uint8Array): void {
+  const dv = new DataView(sector.buffer, sector.byteOffset, sector.byteLength);
+  const size = dv.getUint32(12, true);
+  if (size < 92 || size > sector.length) return;
+  dv.setUint32(16, 0, true);
+  dv.setUint32(16, crc32(sector.subarray(0, size)), true);
+}

@@ -209,6 +209,11 @@ export function gptEntriesByteLength(header: GptHeader): number {
   return header.entryCount * header.entrySize;
 }
 
+/** Whole sectors the entry array occupies (a partial last sector is still taken by it). */
+export function gptEntriesSectors(header: GptHeader, sectorSize: number): bigint {
+  return BigInt(Math.ceil(gptEntriesByteLength(header) / sectorSize));
+}
+
 /**
  * Find the primary header in the first bytes of a disk without knowing the logical sector size:
  * the header is at LBA 1, i.e. byte 512 on most disks and byte 4096 on 4Kn disks. Prefer passing
