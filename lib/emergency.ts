@@ -5,7 +5,7 @@ import fs from "node:fs";
 import type { BootParams } from "./cmdline.ts";
 import { ARGON2ID_HASH, EMERGENCY_PASSWORD_HASH } from "./config.ts";
 import { consoleWrite, log } from "./log.ts";
-import { pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
+import { discardInput, pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
 import { runOnConsole } from "./spawn.ts";
 
 export const BUSYBOX = "/bin/busybox";
@@ -118,31 +118,35 @@ async function passwordAccepted(policy: ShellPolicy): Promise<boolean> {
     log.err(`${EMERGENCY_PASSWORD_HASH} is present but holds no argon2id hash: the emergency shell stays locked`);
     return false;
   }
-  for (let failures = 0; ; ) {
-    consoleWrite("Emergency shell password: ");
-    const echo = setEcho(0, false);
-    let answer: string | null;
-    try {
-      answer = await readConsoleLine(policy.timeoutSec);
-    } finally {
-      if (echo !== null) setEcho(0, echo);
+  // Echo goes off before the prompt is printed and stays off for the whole
+  // dialog: the line discipline echoes as characters arrive, so anything
+  // typed as soon as the prompt shows (or during a wait) would be shown.
+  const echo = setEcho(0, false);
+  try {
+    for (let failures = 0; ; ) {
+      consoleWrite("Emergency shell password: ");
+      const answer = await readConsoleLine(policy.timeoutSec);
       consoleWrite("\n");
+      if (answer === null) {
+        log.warn("no password entered for the emergency shell");
+        return false;
+      }
+      let ok = false;
+      try {
+        ok = await Bun.password.verify(answer, policy.passwordHash, "argon2id");
+      } catch (e) {
+        log.err(`checking the emergency password failed: ${e instanceof Error ? e.message : e}`);
+      }
+      if (ok) return true;
+      failures++;
+      const delay = wrongPasswordDelaySec(failures);
+      log.warn(`wrong password for the emergency shell (${failures} in a row); next try in ${delay} s`);
+      await Bun.sleep(delay * 1000);
+      // Guesses typed during the wait are dropped, or the wait would not slow anyone down.
+      discardInput(0);
     }
-    if (answer === null) {
-      log.warn("no password entered for the emergency shell");
-      return false;
-    }
-    let ok = false;
-    try {
-      ok = await Bun.password.verify(answer, policy.passwordHash, "argon2id");
-    } catch (e) {
-      log.err(`checking the emergency password failed: ${e instanceof Error ? e.message : e}`);
-    }
-    if (ok) return true;
-    failures++;
-    const delay = wrongPasswordDelaySec(failures);
-    log.warn(`wrong password for the emergency shell (${failures} in a row); next try in ${delay} s`);
-    await Bun.sleep(delay * 1000);
+  } finally {
+    if (echo !== null) setEcho(0, echo);
   }
 }
 

@@ -141,7 +141,7 @@ export function ioctl(fd: number, request: number, arg: number | Uint8Array, wha
 // --- terminal echo (termios) ---
 // TCGETS/TCSETS and the c_lflag offset are the same on x86-64 and arm64
 // (asm-generic); the buffer is larger than the kernel's struct termios.
-const TCGETS = 0x5401, TCSETS = 0x5402, LFLAG_OFFSET = 12, ECHO = 0o10;
+const TCGETS = 0x5401, TCSETS = 0x5402, TCFLSH = 0x540b, TCIFLUSH = 0, LFLAG_OFFSET = 12, ECHO = 0o10;
 /**
  * Turns echo of typed characters on or off (for a password prompt); returns
  * whether echo was on before, or null when fd is not a terminal.
@@ -154,6 +154,11 @@ export function setEcho(fd: number, on: boolean): boolean | null {
   v.setUint32(LFLAG_OFFSET, on ? lflag | ECHO : lflag & ~ECHO, true);
   if (Number(c().ioctl(fd, TCSETS, ptr(t))) < 0) return null;
   return (lflag & ECHO) !== 0;
+}
+
+/** Drops input typed but not yet read (tcflush TCIFLUSH); false when fd is not a terminal. */
+export function discardInput(fd: number): boolean {
+  return Number(c().ioctl(fd, TCFLSH, TCIFLUSH)) >= 0;
 }
 
 const WNOHANG = 1;

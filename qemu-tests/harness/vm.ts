@@ -1,5 +1,5 @@
-// Boots the Debian kernel with an initrd in QEMU (TCG, -cpu max: the Bun
-// executable needs AVX2) and gives the test a console to expect on and type
+// Boots the Debian kernel with an initrd in QEMU (TCG, -cpu max by default; the
+// runtime needs x86-64-v2) and gives the test a console to expect on and type
 // into. On a timeout the error carries the last console lines.
 import fs from "node:fs";
 import path from "node:path";
