@@ -19,8 +19,8 @@ import { FLATCAR_VERITY_HASH_OFFSET } from "../lib/config.ts";
 import { buildStage2, CACHE as IMAGES, FLATCAR_USR_BYTES, gptDisk, squashfs, USR_A_UUID, USR_TYPE, verityImage } from "../qemu-tests/harness/images.ts";
 import { kernelImage, REPO, Vm } from "../qemu-tests/harness/vm.ts";
 import { checkBudgets, type Results } from "./budgets.ts";
-import { median, parseBoot, phases, stage1S, type BootTimes } from "./bootlog.ts";
-import { renderTimeline } from "../cli/timeline.ts";
+import { median, parseBoot, phases, stage1S, type BootTimes } from "../lib/bootlog.ts";
+import { renderTimeline } from "../lib/timeline-svg.ts";
 
 const HELP = `usage: npm run bench [-- options]
   --boots N        timed boots of each init, interleaved (default 5)

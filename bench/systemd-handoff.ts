@@ -12,7 +12,7 @@ import parseArgs from "yargs-parser";
 import { resolveClosure } from "../lib/build/elf.ts";
 import { hostFs } from "../lib/build/tree.ts";
 import { REPO, Vm } from "../qemu-tests/harness/vm.ts";
-import { parseBoot } from "./bootlog.ts";
+import { parseBoot } from "../lib/bootlog.ts";
 import { buildDisk } from "./run.ts";
 
 const OUT = path.join(REPO, ".cache/bench");

@@ -4,6 +4,7 @@
 // in memory and flushed to /run/bunboot/log once /run exists, for the
 // emergency shell.
 import fs from "node:fs";
+import { logBody, stepDoneText } from "./bootlog.ts";
 
 export type Level = "err" | "warn" | "info" | "debug";
 const KMSG_PRIO: Record<Level, number> = { err: 3, warn: 4, info: 6, debug: 7 };
@@ -74,7 +75,7 @@ function uptime(): string {
 function emit(level: Level, text: string): void {
   for (const raw of text.split("\n")) {
     const line = raw.length > MAX_LINE ? raw.slice(0, MAX_LINE) + "…" : raw;
-    const body = `bunboot[${step}]: ${line}`;
+    const body = logBody(step, line);
     const record = `[${uptime()}] ${level === "info" ? "" : level + ": "}${body}\n`;
     backlog.push(record);
     if (backlog.length > 5000) backlog.shift();
@@ -86,7 +87,7 @@ function emit(level: Level, text: string): void {
       // Debug lines carry their own time: the trace is read for timing.
       const consoleLine =
         level === "debug"
-          ? `[${uptime()}] bunboot[${step}]: ${line}\n`
+          ? `[${uptime()}] ${logBody(step, line)}\n`
           : level === "info"
             ? `bunboot: ${line}\n`
             : `bunboot: ${level === "err" ? "ERROR" : "warning"}: ${line}\n`;
@@ -112,7 +113,7 @@ export const log = {
     if (verbose) emit("debug", t);
     else {
       // Not shown, but kept for /run/bunboot/log: the emergency shell's first read.
-      const record = `[${uptime()}] debug: bunboot[${step}]: ${t}\n`;
+      const record = `[${uptime()}] debug: ${logBody(step, t)}\n`;
       backlog.push(record);
       if (backlog.length > 5000) backlog.shift();
       if (logFile !== null) safeWrite(logFile, record);
@@ -141,7 +142,7 @@ export async function runStep<T>(name: string, fn: () => Promise<T> | T): Promis
   log.debug(`step ${name}: start`);
   try {
     const result = await fn();
-    log.info(`step ${name}: done in ${(performance.now() - t0).toFixed(0)} ms`);
+    log.info(stepDoneText(name, performance.now() - t0));
     return result;
   } catch (e) {
     if (e instanceof StepFailure) throw e;

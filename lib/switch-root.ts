@@ -2,6 +2,7 @@
 // root itself, modelled on busybox switch_root and systemd's switch-root.c.
 import fs from "node:fs";
 import path from "node:path";
+import { peakRssText, switchingRootText } from "./bootlog.ts";
 import { log } from "./log.ts";
 import { chroot, execveKeepFds, memfdWithData, mount, MS, MNT_DETACH, reboot, RB, umount, sync } from "./sys/index.ts";
 import { isMountpoint, mkdirs, mountSquashfsFile } from "./mounts.ts";
@@ -174,7 +175,7 @@ function initArgs(resolvedInit: string, opts: SwitchRootOptions): string[] {
   }
 }
 
-/** The init's peak resident memory (VmHWM), for the benchmark; "" if unknown. */
+/** The init's peak resident memory (VmHWM): the RAM a machine needs for the first stage; "" if unknown. */
 function peakRss(): string {
   try {
     return fs.readFileSync("/proc/self/status", "utf8").match(/^VmHWM:\s*(.*)$/m)?.[1]?.trim() ?? "";
@@ -205,9 +206,9 @@ export function switchRoot(opts: SwitchRootOptions): never {
     const rss = peakRss();
     const rootDev = fs.statSync("/").dev;
     const freed = emptyOldRoot("/", rootDev, NEW_ROOT);
-    if (rss) log.info(`peak RSS ${rss} (VmHWM of PID 1)`);
+    if (rss) log.info(peakRssText(rss));
     const args = initArgs(init, opts);
-    log.info(`freed ${(freed / 1048576).toFixed(1)} MiB of the old initramfs; switching root to ${NEW_ROOT}, exec ${opts.init}${args.length ? " " + args.join(" ") : ""}`);
+    log.info(switchingRootText(freed, NEW_ROOT, [opts.init, ...args].join(" ")));
     try {
       umount("/proc", MNT_DETACH);
     } catch {}

@@ -1,8 +1,29 @@
-// Reading a first-stage boot from a console log with kernel timestamps
-// (printk.time=1): when the kernel ran /init, each step's end and duration,
-// the last line before the switch root. Shared by bench/run.ts and
-// `bunboot timeline`; works for bunboot ("bunboot[step]: ...") and for the
-// busybox reference ("refinit[step]: ..."), which log in the same form.
+// The boot log's line format, written and read in one place: lib/log.ts and
+// the switch root write these lines, and the benchmark and `bunboot
+// timeline` read a first-stage boot back from a console log with kernel
+// timestamps (printk.time=1): when the kernel ran /init, each step's end and
+// duration, the last line before the switch root. The reader also takes the
+// busybox reference's lines ("refinit[step]: ..."), which use the same form.
+
+/** The kernel-log body of one line: "bunboot[step]: text". */
+export function logBody(step: string, text: string): string {
+  return `bunboot[${step}]: ${text}`;
+}
+
+/** The line that ends a step; the reader takes its duration from it. */
+export function stepDoneText(name: string, ms: number): string {
+  return `step ${name}: done in ${ms.toFixed(0)} ms`;
+}
+
+/** Logged just before the switch root: PID 1's peak resident memory (VmHWM as /proc prints it, "123456 kB"). */
+export function peakRssText(vmHwm: string): string {
+  return `peak RSS ${vmHwm} (VmHWM of PID 1)`;
+}
+
+/** The last line of the first stage. */
+export function switchingRootText(freedBytes: number, newRoot: string, exec: string): string {
+  return `freed ${(freedBytes / 1048576).toFixed(1)} MiB of the old initramfs; switching root to ${newRoot}, exec ${exec}`;
+}
 
 export interface StepTime {
   name: string;
