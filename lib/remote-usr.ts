@@ -5,7 +5,7 @@ import fs from "node:fs";
 import type { BootParams } from "./cmdline.ts";
 import { consoleWrite, log } from "./log.ts";
 import { fetchImage, FetchFailure } from "./fetch/engine.ts";
-import type { SftpCredentials } from "./fetch/sources.ts";
+import { redactUrl, type SftpCredentials } from "./fetch/sources.ts";
 import { ChunkVerifier, NoVerifier, parseStreamHashList, WholeImageVerifier, type StreamVerifier } from "./streamhash.ts";
 import type { UsrPlan } from "./plan.ts";
 
@@ -35,12 +35,17 @@ function verifierFor(plan: Extract<UsrPlan, { kind: "remote" }>): StreamVerifier
   return new NoVerifier();
 }
 
-export async function fetchUsr(plan: Extract<UsrPlan, { kind: "remote" }>, p: BootParams, buildId: string): Promise<void> {
+/**
+ * Fetches the /usr image to plan.image. The file appears there only once it
+ * is complete and verified. `signal` abandons the fetch (a superseded boot
+ * attempt): the transfer stops, the promise rejects, nothing is left behind.
+ */
+export async function fetchUsr(plan: Extract<UsrPlan, { kind: "remote" }>, p: BootParams, buildId: string, signal?: AbortSignal): Promise<void> {
   const verifier = verifierFor(plan);
   const pinned = !(verifier instanceof NoVerifier);
   if (plan.insecure && !pinned) log.warn("rd.usr.insecure=1: the /usr image will NOT be verified");
   if (pinned && plan.url.startsWith("https:")) log.info("TLS certificate checks are skipped for the /usr download: its content is verified against the pinned hash instead");
-  log.info(`fetching /usr from ${plan.url} (verified by ${verifier.describe()})`);
+  log.info(`fetching /usr from ${redactUrl(plan.url)} (verified by ${verifier.describe()})`);
   let lastLine = "";
   try {
     const r = await fetchImage({
@@ -51,6 +56,7 @@ export async function fetchUsr(plan: Extract<UsrPlan, { kind: "remote" }>, p: Bo
       attempts: 6,
       connectDeadlineMs: 60_000,
       source: { insecureTls: pinned, proxy: p.proxy, stallMs: 30_000, sftp: plan.url.startsWith("sftp:") ? sftpCredentials() : undefined },
+      signal,
       log: (l) => log.info(l),
       progress: (done, total, rate) => {
         const line = `fetching /usr: ${(done / 1048576).toFixed(1)} MiB${total ? ` of ${(total / 1048576).toFixed(1)} MiB (${Math.floor((done * 100) / total)}%)` : ""}, ${(rate / 1048576).toFixed(1)} MiB/s`;

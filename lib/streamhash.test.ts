@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { ChunkVerifier, formatStreamHashList, parseStreamHashList, StreamHasher, StreamHashError, WholeImageVerifier } from "./streamhash.ts";
+import { ChunkVerifier, formatStreamHashList, NoVerifier, parseStreamHashList, StreamHasher, StreamHashError, WholeImageVerifier } from "./streamhash.ts";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
@@ -111,5 +111,117 @@ describe("whole-image verification", () => {
     expect(run(new WholeImageVerifier(sha(data)), data)).toEqual(data);
     const bad = new WholeImageVerifier("0".repeat(64));
     expect(() => run(bad, data)).toThrow(`hash mismatch over the whole image (5000 bytes): expected sha256:${"0".repeat(64)}, found sha256:${sha(data)}`);
+  });
+});
+
+describe("chunks arriving in very many pieces", () => {
+  // Verified pieces are returned by reference; a chunk delivered in more
+  // pieces than a call's argument limit (~600k in Bun) must still come out.
+  const PIECES = 750_000;
+  const data = randomBytes(PIECES);
+
+  test("a full chunk fed byte by byte in 750k pieces", () => {
+    const v = new ChunkVerifier(listFor(data, PIECES));
+    let out: Uint8Array[] = [];
+    for (let i = 0; i < PIECES; i++) {
+      const got = v.push(data.subarray(i, i + 1));
+      if (got.length > 0) out = got;
+    }
+    expect(out.length).toBe(PIECES);
+    expect(v.end()).toEqual([]);
+    expect(Buffer.concat(out)).toEqual(data);
+  });
+
+  test("a short last chunk fed byte by byte, released by end()", () => {
+    const v = new ChunkVerifier(listFor(data, PIECES + 1));
+    for (let i = 0; i < PIECES; i++) expect(v.push(data.subarray(i, i + 1))).toEqual([]);
+    const out = v.end();
+    expect(out.length).toBe(PIECES);
+    expect(Buffer.concat(out)).toEqual(data);
+  });
+});
+
+describe("whole-image and insecure verifiers say when their bytes are proven", () => {
+  test("only the whole-image hash releases bytes before they are proven", () => {
+    expect(new WholeImageVerifier("0".repeat(64)).verifiesAtEnd).toBe(true);
+    expect(new ChunkVerifier(listFor(randomBytes(10), 4)).verifiesAtEnd).toBe(false);
+    expect(new NoVerifier().verifiesAtEnd).toBe(false);
+  });
+});
+
+/** mulberry32: a small deterministic PRNG, so a failure reproduces. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe("stream-hash list parser properties (seeded)", () => {
+  const rand = mulberry32(0x5eed_4a54);
+  const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
+  const validText = (n: number) => formatStreamHashList(listFor(randomBytes(n), 64));
+
+  /** Parses or throws StreamHashError (offset -1, a short message), quickly. */
+  function check(text: string): void {
+    const t0 = performance.now();
+    try {
+      const list = parseStreamHashList(text, "usr.hashes");
+      expect(list.chunkSize).toBeGreaterThanOrEqual(1);
+      expect(list.chunkSize).toBeLessThanOrEqual(64 * 1024 * 1024);
+      expect(Number.isSafeInteger(list.chunkSize)).toBe(true);
+      for (const d of list.digests) expect(d).toMatch(/^[0-9a-f]{64}$/);
+    } catch (e) {
+      expect(e).toBeInstanceOf(StreamHashError);
+      expect((e as StreamHashError).offset).toBe(-1);
+      const msg = (e as Error).message;
+      expect(msg).toStartWith("usr.hashes: ");
+      // A 10 MB line is quoted, not dumped to the console; no raw control characters either.
+      expect(msg.length).toBeLessThan(300);
+      expect(msg).not.toMatch(/[\u0000-\u001f]/);
+    }
+    expect(performance.now() - t0).toBeLessThan(500);
+  }
+
+  test("negative, overflowing and odd chunk sizes", () => {
+    for (const size of ["-1", "-4096", "+4096", "4096.0", "1e3", "0x10", "99999999999999999999999", "9007199254740993", "٤٠٩٦", "", "\0", "4096\0", "Infinity", "NaN"]) {
+      const text = `stream-hash sha256 ${size}\n${"a".repeat(64)}\n`;
+      expect(() => parseStreamHashList(text, "usr.hashes")).toThrow(StreamHashError);
+      check(text);
+    }
+  });
+
+  test("truncations, NULs and random bytes (invalid UTF-8 included)", () => {
+    for (let n = 0; n < 400; n++) {
+      const text = validText(int(64, 2000));
+      const kind = n % 4;
+      if (kind === 0) check(text.slice(0, int(0, text.length)));
+      else if (kind === 1) {
+        const chars = [...text];
+        for (let k = int(1, 5); k > 0; k--) chars[int(0, chars.length - 1)] = rand() < 0.5 ? "\0" : String.fromCharCode(int(0, 0xffff));
+        check(chars.join(""));
+      } else if (kind === 2) {
+        const bytes = Buffer.from(text);
+        for (let k = int(1, 5); k > 0; k--) bytes[int(0, bytes.length - 1)] = int(0x80, 0xff);
+        check(new TextDecoder().decode(bytes));
+      } else {
+        check(new TextDecoder().decode(randomBytes(int(0, 3000))));
+      }
+    }
+  });
+
+  test("huge inputs: a 10 MB line, a 10 MB algorithm name, 200k digests", () => {
+    check("x".repeat(10_000_000));
+    check(`stream-hash ${"x".repeat(10_000_000)} 4096\n${"a".repeat(64)}`);
+    check(`stream-hash sha256 ${"9".repeat(10_000_000)}\n${"a".repeat(64)}`);
+    check(`stream-hash sha256 4096\n${"a".repeat(10_000_000)}`);
+    const t0 = performance.now();
+    const many = `stream-hash sha256 4096\n${`${"b".repeat(64)}\n`.repeat(200_000)}`;
+    expect(parseStreamHashList(many).digests.length).toBe(200_000);
+    expect(performance.now() - t0).toBeLessThan(1500);
   });
 });

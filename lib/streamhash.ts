@@ -29,23 +29,40 @@ export class StreamHashError extends Error {
   }
 }
 
+/** Quotes a piece of an untrusted list for a message: at most `max` characters shown, control characters escaped. */
+function quote(text: string, max = 60): string {
+  let out = "";
+  for (const c of text) {
+    if (out.length >= max) {
+      out += "...";
+      break;
+    }
+    const code = c.codePointAt(0)!;
+    out += code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029 || code === 0xfffd || (code >= 0xd800 && code <= 0xdfff) ? `\\u${code.toString(16).padStart(4, "0")}` : c === '"' || c === "\\" ? `\\${c}` : c;
+  }
+  return `"${out}"`;
+}
+
 export function parseStreamHashList(text: string, where = "stream-hash list"): StreamHashList {
   const lines = text.split("\n");
   if (lines.at(-1) === "") lines.pop();
   if (lines.length === 0 || (lines.length === 1 && lines[0] === "")) throw new StreamHashError(`${where}: empty; expected a "stream-hash sha256 <chunk-size>" header`, -1);
   const header = lines[0]!.trim().split(/\s+/);
   if (header.length !== 3 || header[0] !== "stream-hash") {
-    throw new StreamHashError(`${where}: line 1 is "${lines[0]!.slice(0, 60)}"; expected "stream-hash sha256 <chunk-size>"`, -1);
+    throw new StreamHashError(`${where}: line 1 is ${quote(lines[0]!)}; expected "stream-hash sha256 <chunk-size>"`, -1);
   }
-  if (header[1] !== "sha256") throw new StreamHashError(`${where}: hash algorithm "${header[1]}" is not supported; expected sha256`, -1);
-  if (!/^\d+$/.test(header[2]!)) throw new StreamHashError(`${where}: chunk size "${header[2]}" is not a number`, -1);
-  const chunkSize = Number(header[2]);
-  if (chunkSize === 0 || chunkSize > MAX_CHUNK) throw new StreamHashError(`${where}: chunk size ${chunkSize} is out of range; expected 1 to ${MAX_CHUNK}`, -1);
+  if (header[1] !== "sha256") throw new StreamHashError(`${where}: hash algorithm ${quote(header[1]!, 20)} is not supported; expected sha256`, -1);
+  if (!/^[0-9]+$/.test(header[2]!)) throw new StreamHashError(`${where}: chunk size ${quote(header[2]!, 20)} is not a number`, -1);
+  // Digits only, so no sign; a huge number is refused by its length before Number() rounds it.
+  const chunkSize = header[2]!.length > 9 ? Infinity : Number(header[2]);
+  if (chunkSize === 0 || chunkSize > MAX_CHUNK) {
+    throw new StreamHashError(`${where}: chunk size ${header[2]!.length > 20 ? quote(header[2]!, 20) : header[2]} is out of range; expected 1 to ${MAX_CHUNK}`, -1);
+  }
   const digests: string[] = [];
   for (let i = 1; i < lines.length; i++) {
     const d = lines[i]!.trim();
     if (!/^[0-9a-f]{64}$/.test(d)) {
-      throw new StreamHashError(`${where}: line ${i + 1} is not a lower-case sha256 hex digest: "${d.slice(0, 80)}"`, -1);
+      throw new StreamHashError(`${where}: line ${i + 1} is not a lower-case sha256 hex digest: ${quote(d, 80)}`, -1);
     }
     digests.push(d);
   }
@@ -96,6 +113,13 @@ export class StreamHasher {
  */
 export interface StreamVerifier {
   readonly verifiedLength: number;
+  /**
+   * True when push() hands out bytes before they are proven (a whole-image
+   * hash, judged only by end()): the caller must not interpret them (unwrap,
+   * mount) before end() returned. False when every byte out is proven, or
+   * when nothing will ever be proven (NoVerifier).
+   */
+  readonly verifiesAtEnd: boolean;
   /** Returns the newly verified bytes (possibly empty); throws StreamHashError. */
   push(data: Uint8Array): Uint8Array[];
   /** End of input: returns the last verified bytes; throws if anything is missing or wrong. */
@@ -117,6 +141,7 @@ export class ChunkVerifier implements StreamVerifier {
   private hash: Hash = createHash("sha256");
   private chunk = 0;
   verifiedLength = 0;
+  readonly verifiesAtEnd = false;
 
   constructor(private readonly list: StreamHashList) {}
 
@@ -137,7 +162,8 @@ export class ChunkVerifier implements StreamVerifier {
       this.pending.push(piece);
       this.pendingLength += take;
       pos += take;
-      if (this.pendingLength === this.list.chunkSize) out.push(...this.verifyPending());
+      // A loop, not push(...): a chunk may have arrived in a million pieces.
+      if (this.pendingLength === this.list.chunkSize) for (const v of this.verifyPending()) out.push(v);
     }
     return out;
   }
@@ -161,13 +187,13 @@ export class ChunkVerifier implements StreamVerifier {
   }
 
   end(): Uint8Array[] {
-    const out: Uint8Array[] = [];
+    let out: Uint8Array[] = [];
     if (this.pendingLength > 0) {
       // The last chunk may be short, but only the last.
       if (this.chunk !== this.list.digests.length - 1) {
         throw new StreamHashError(`premature end of input at byte ${this.verifiedLength + this.pendingLength}: chunk ${this.chunk} of ${this.list.digests.length} is incomplete`, this.verifiedLength + this.pendingLength);
       }
-      out.push(...this.verifyPending());
+      out = this.verifyPending();
     }
     if (this.chunk !== this.list.digests.length) {
       throw new StreamHashError(`premature end of input at byte ${this.verifiedLength}: ${this.list.digests.length - this.chunk} of ${this.list.digests.length} chunks missing`, this.verifiedLength);
@@ -190,6 +216,7 @@ export class ChunkVerifier implements StreamVerifier {
 export class WholeImageVerifier implements StreamVerifier {
   private hash = createHash("sha256");
   verifiedLength = 0;
+  readonly verifiesAtEnd = true;
 
   constructor(private readonly expected: string) {}
 
@@ -217,6 +244,7 @@ export class WholeImageVerifier implements StreamVerifier {
 /** rd.usr.insecure=1: accepts anything; exists so the pipeline has one shape. */
 export class NoVerifier implements StreamVerifier {
   verifiedLength = 0;
+  readonly verifiesAtEnd = false;
   describe(): string {
     return "no verification (rd.usr.insecure=1)";
   }

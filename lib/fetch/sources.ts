@@ -12,6 +12,7 @@ export class FetchError extends Error {
     readonly retryable: boolean,
   ) {
     super(message);
+    this.name = "FetchError";
   }
 }
 
@@ -40,83 +41,227 @@ export interface SftpCredentials {
   hostKeySha256?: string;
 }
 
-export function openSource(url: string, offset: number, opts: SourceOptions): Promise<OpenedSource> {
-  const scheme = url.slice(0, url.indexOf(":"));
+/** Redirects followed before giving up. */
+export const MAX_REDIRECTS = 10;
+
+// ---------------------------------------------------------------------------
+// Credentials never reach a log line or an error message.
+
+/** Query parameters that carry a secret (signed object-store URLs, tokens). */
+const SECRET_PARAM = /sig|signature|token|secret|passw|pwd|credential|key|auth/i;
+
+/**
+ * The URL as it may be shown: a password in the userinfo becomes "***"; a
+ * userinfo without a password is kept for sftp (the login name) and
+ * replaced for every other scheme (there it is a token); the values of
+ * query parameters that look like signatures, tokens or keys become "***".
+ * Pure and textual: the rest of the URL stays exactly as given (no
+ * normalisation by the URL parser), and a redacted URL redacts to itself.
+ */
+export function redactUrl(url: string): string {
+  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)(.*)$/s.exec(url);
+  if (!m) return url;
+  const scheme = m[1]!.toLowerCase();
+  let authority = m[2]!;
+  let rest = m[3]!;
+  const at = authority.lastIndexOf("@");
+  if (at >= 0) {
+    const userinfo = authority.slice(0, at);
+    const colon = userinfo.indexOf(":");
+    let shown: string;
+    if (colon >= 0) shown = `${userinfo.slice(0, colon)}:***`;
+    else if (scheme === "sftp" || scheme === "ssh" || userinfo === "***") shown = userinfo;
+    else shown = "***";
+    authority = `${shown}@${authority.slice(at + 1)}`;
+  }
+  const q = rest.indexOf("?");
+  if (q >= 0) {
+    const hash = rest.indexOf("#", q);
+    const query = rest.slice(q + 1, hash < 0 ? undefined : hash);
+    const redacted = query
+      .split("&")
+      .map((pair) => {
+        const eq = pair.indexOf("=");
+        if (eq < 0) return redactText(pair);
+        const name = pair.slice(0, eq);
+        return SECRET_PARAM.test(name) ? `${name}=***` : `${name}=${redactText(pair.slice(eq + 1))}`;
+      })
+      .join("&");
+    rest = `${rest.slice(0, q + 1)}${redacted}${hash < 0 ? "" : rest.slice(hash)}`;
+  }
+  return `${m[1]}://${authority}${rest}`;
+}
+
+/** Every URL inside a piece of text (an error message from fetch or ssh2), redacted. */
+export function redactText(text: string): string {
+  // The scheme's length is bounded so that a long run of letters is scanned
+  // in linear time (an unbounded [a-z]* before "://" would be quadratic).
+  return text.replace(/[a-zA-Z][a-zA-Z0-9+.-]{0,31}:\/\/[^\s"'<>`]+/g, (u) => redactUrl(u));
+}
+
+/** An error message from below (fetch, ssh2, fs), redacted and without Bun's debugging hint. */
+function describeError(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return redactText(msg.replace(/\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/, ""));
+}
+
+// ---------------------------------------------------------------------------
+
+export function openSource(url: string, offset: number, opts: SourceOptions, signal?: AbortSignal): Promise<OpenedSource> {
+  const scheme = url.slice(0, Math.max(0, url.indexOf(":")));
   switch (scheme) {
     case "http":
     case "https":
-      return openHttp(url, offset, opts);
+      return openHttp(url, offset, opts, signal);
     case "sftp":
-      return openSftp(url, offset, opts);
+      return openSftp(url, offset, opts, signal);
     case "file":
-      return openFile(url, offset);
+      return openFile(url, offset, signal);
     default:
-      return Promise.reject(new FetchError(`rd.usr.url=${url}: unsupported scheme "${scheme}"; expected http, https, sftp or file`, false));
+      return Promise.reject(new FetchError(`rd.usr.url=${redactUrl(url)}: unsupported scheme "${scheme.slice(0, 20)}"; expected http, https, sftp or file`, false));
   }
 }
 
-async function openHttp(url: string, offset: number, opts: SourceOptions): Promise<OpenedSource> {
+interface HttpAnswer {
+  res: Response;
+  url: string;
+}
+
+/**
+ * GETs `url`, following at most MAX_REDIRECTS redirects by hand: only to
+ * http(s), never from https down to http, never in a loop. Redirect trouble
+ * is final: retrying the same chain cannot help.
+ */
+async function getFollowingRedirects(url: string, init: RequestInit): Promise<HttpAnswer> {
+  const seen = new Set<string>([url]);
+  try {
+    seen.add(new URL(url).href);
+  } catch {
+    // fetch itself reports a bad URL.
+  }
+  let current = url;
+  for (let redirects = 0; ; redirects++) {
+    const res = await fetch(current, { ...init, redirect: "manual" });
+    if (res.status < 300 || res.status > 399 || res.status === 304) return { res, url: current };
+    await res.body?.cancel().catch(() => {});
+    const location = res.headers.get("location");
+    if (!location) throw new FetchError(`HTTP ${res.status} ${res.statusText} from ${redactUrl(current)} without a Location header`.replace(/ {2}/g, " "), false);
+    let next: URL;
+    try {
+      next = new URL(location, current);
+    } catch {
+      throw new FetchError(`redirect to ${JSON.stringify(redactUrl(location).slice(0, 200))} refused: not a valid URL`, false);
+    }
+    if (next.protocol !== "http:" && next.protocol !== "https:") {
+      throw new FetchError(`redirect to ${redactUrl(next.href)} refused: only http and https`, false);
+    }
+    if (current.startsWith("https:") && next.protocol === "http:") {
+      throw new FetchError(`redirect from ${redactUrl(current)} to ${redactUrl(next.href)} refused: a downgrade from https to http`, false);
+    }
+    if (seen.has(next.href)) throw new FetchError(`redirect loop: ${redactUrl(current)} redirects back to ${redactUrl(next.href)}`, false);
+    if (redirects + 1 > MAX_REDIRECTS) throw new FetchError(`too many redirects (${MAX_REDIRECTS})`, false);
+    seen.add(next.href);
+    current = next.href;
+  }
+}
+
+async function openHttp(url: string, offset: number, opts: SourceOptions, signal?: AbortSignal): Promise<OpenedSource> {
   const abort = new AbortController();
   let stall: ReturnType<typeof setTimeout> | undefined;
   const arm = () => {
     clearTimeout(stall);
     stall = setTimeout(() => abort.abort(new Error(`no data for ${opts.stallMs / 1000} s`)), opts.stallMs);
   };
+  const onAbort = () => abort.abort(signal?.reason ?? new Error("aborted"));
+  const cleanup = () => {
+    clearTimeout(stall);
+    signal?.removeEventListener("abort", onAbort);
+  };
+  if (signal?.aborted) throw new FetchError("aborted", false);
+  signal?.addEventListener("abort", onAbort, { once: true });
   arm();
   let res: Response;
   try {
     // GET, never HEAD: presigned object-store URLs reject HEAD.
-    res = await fetch(url, {
+    ({ res } = await getFollowingRedirects(url, {
       headers: offset > 0 ? { Range: `bytes=${offset}-` } : {},
       signal: abort.signal,
       proxy: opts.proxy,
       tls: { rejectUnauthorized: !opts.insecureTls },
       decompress: false,
-    } as RequestInit);
+    } as RequestInit));
   } catch (e) {
-    clearTimeout(stall);
-    const msg = e instanceof Error ? e.message : String(e);
+    cleanup();
+    if (e instanceof FetchError) throw e;
+    const msg = describeError(e);
     const cert = /certificate|self.signed|SSL|TLS/i.test(msg);
     throw new FetchError(`${cert ? "TLS error" : "connection failed"}: ${msg}`, !cert);
   }
+  const fail = async (error: FetchError): Promise<never> => {
+    cleanup();
+    await res.body?.cancel().catch(() => {});
+    throw error;
+  };
   // The status decides before a single byte is hashed: a 404 page must
   // never turn up as a hash mismatch.
   if (res.status !== 200 && res.status !== 206) {
-    clearTimeout(stall);
-    await res.body?.cancel().catch(() => {});
-    throw new FetchError(`HTTP ${res.status} ${res.statusText}`.trim(), res.status >= 500 || res.status === 408 || res.status === 429);
+    await fail(new FetchError(`HTTP ${res.status} ${res.statusText}`.trim(), res.status >= 500 || res.status === 408 || res.status === 429));
   }
   let skip = 0;
   let total: number | null = null;
-  const length = res.headers.get("content-length");
+  /** Body bytes this answer announces (Content-Length, or the Content-Range span). */
+  let announced: number | null = null;
+  const lengthHeader = res.headers.get("content-length");
+  const length = lengthHeader !== null && /^\d{1,15}$/.test(lengthHeader.trim()) ? Number(lengthHeader.trim()) : null;
+  if (lengthHeader !== null && length === null) await fail(new FetchError(`server answered with Content-Length ${JSON.stringify(lengthHeader.slice(0, 40))}; expected a number of bytes`, false));
   if (res.status === 206) {
-    const range = res.headers.get("content-range")?.match(/^bytes (\d+)-(\d+)\/(\d+|\*)$/);
+    const header = res.headers.get("content-range");
+    const range = header?.match(/^bytes (\d{1,15})-(\d{1,15})\/(\d{1,15}|\*)$/);
     if (!range || Number(range[1]) !== offset) {
-      clearTimeout(stall);
-      await res.body?.cancel().catch(() => {});
-      throw new FetchError(`server answered Range: bytes=${offset}- with Content-Range "${res.headers.get("content-range")}"`, true);
+      await fail(new FetchError(`server answered Range: bytes=${offset}- with Content-Range ${JSON.stringify(header?.slice(0, 80) ?? null)}`, true));
     }
-    if (range[3] !== "*") total = Number(range[3]);
+    const end = Number(range![2]);
+    if (range![3] !== "*") total = Number(range![3]);
+    // bytes=N- asks for everything from N: a range that stops early (or runs past the end) would make a short or long image.
+    if (end < offset || (total !== null && end !== total - 1)) {
+      await fail(new FetchError(`server answered Range: bytes=${offset}- with Content-Range "${header}"; expected bytes ${offset}-${total !== null ? total - 1 : "<end>"}/${total ?? "*"}`, false));
+    }
+    announced = end - offset + 1;
+    if (length !== null && length !== announced) {
+      await fail(new FetchError(`server answered with Content-Length ${length} but Content-Range "${header}" (${announced} bytes)`, false));
+    }
   } else {
     // 200 to a Range request: the whole image again; drop what is verified.
     skip = offset;
-    if (length !== null) total = Number(length);
+    total = length;
+    announced = length;
   }
   const body = res.body;
-  if (!body) throw new FetchError("empty response body", true);
+  if (!body) return fail(new FetchError("empty response body", true));
   const reader = body.getReader();
   async function* chunks(): AsyncGenerator<Uint8Array> {
+    let received = 0;
     try {
       for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
+        let r: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          throw new FetchError(`transfer interrupted: ${describeError(e)}`, true);
+        }
+        if (r.done) break;
         arm();
-        if (value && value.length > 0) yield value;
+        const value = r.value;
+        if (!value || value.length === 0) continue;
+        received += value.length;
+        if (announced !== null && received > announced) throw new FetchError(`the server sent more than the ${announced} bytes it announced`, false);
+        yield value;
       }
-    } catch (e) {
-      throw new FetchError(`transfer interrupted: ${e instanceof Error ? e.message : e}`, true);
+      if (announced !== null && received < announced && !abort.signal.aborted) {
+        throw new FetchError(`transfer interrupted: the body ended after ${received} of the ${announced} bytes announced`, true);
+      }
     } finally {
-      clearTimeout(stall);
+      cleanup();
     }
   }
   return {
@@ -124,26 +269,51 @@ async function openHttp(url: string, offset: number, opts: SourceOptions): Promi
     skip,
     chunks: chunks(),
     async close() {
-      clearTimeout(stall);
+      cleanup();
       await reader.cancel().catch(() => {});
     },
   };
 }
 
-async function openFile(url: string, offset: number): Promise<OpenedSource> {
-  const path = decodeURIComponent(new URL(url).pathname);
-  let size: number;
+async function openFile(url: string, offset: number, signal?: AbortSignal): Promise<OpenedSource> {
+  let path: string;
   try {
-    size = fs.statSync(path).size;
-  } catch (e) {
-    throw new FetchError(`cannot open ${path}: ${e instanceof Error ? e.message : e}`, false);
+    path = decodeURIComponent(new URL(url).pathname);
+  } catch {
+    throw new FetchError(`rd.usr.url=${redactUrl(url)}: not a valid file:// URL`, false);
   }
-  const stream = fs.createReadStream(path, { start: offset, highWaterMark: 1 << 20 });
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(path);
+  } catch (e) {
+    throw new FetchError(`cannot open ${path}: ${describeError(e)}`, false);
+  }
+  if (signal?.aborted) throw new FetchError("aborted", false);
+  // A pipe cannot seek (pread fails with ESPIPE): it is read from where it is, and what a resume already has is skipped.
+  const seekable = !st.isFIFO() && !st.isSocket();
+  const stream = fs.createReadStream(path, seekable ? { start: offset, highWaterMark: 1 << 20 } : { highWaterMark: 1 << 20 });
+  stream.on("error", () => {});
+  // A pending read of a pipe or a stuck device may never return: the
+  // caller stops waiting for it (it races every read against its signal),
+  // and this closes the file.
+  const onAbort = () => stream.destroy();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  async function* chunks(): AsyncGenerator<Uint8Array> {
+    try {
+      for await (const c of stream as AsyncIterable<Uint8Array>) yield c;
+    } catch (e) {
+      throw new FetchError(`reading ${path} failed: ${describeError(e)}`, false);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
   return {
-    total: size,
-    skip: 0,
-    chunks: stream as AsyncIterable<Uint8Array>,
+    // A FIFO or character device has no size to check against.
+    total: st.isFile() ? st.size : null,
+    skip: seekable ? 0 : offset,
+    chunks: chunks(),
     async close() {
+      signal?.removeEventListener("abort", onAbort);
       stream.destroy();
     },
   };
@@ -154,10 +324,10 @@ export function parseSftpUrl(url: string): { host: string; port: number; usernam
   try {
     u = new URL(url);
   } catch {
-    throw new FetchError(`rd.usr.url=${url}: not a valid URL`, false);
+    throw new FetchError(`rd.usr.url=${redactUrl(url)}: not a valid URL`, false);
   }
-  if (!u.username) throw new FetchError(`rd.usr.url=${url}: sftp URLs need a user (sftp://user@host/path)`, false);
-  if (u.password) throw new FetchError(`rd.usr.url=${url}: never put a password on the command line; ship it in /etc/bunboot/sftp/password in an appended cpio`, false);
+  if (!u.username) throw new FetchError(`rd.usr.url=${redactUrl(url)}: sftp URLs need a user (sftp://user@host/path)`, false);
+  if (u.password) throw new FetchError(`rd.usr.url=${redactUrl(url)}: never put a password on the command line; ship it in /etc/bunboot/sftp/password in an appended cpio`, false);
   return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : 22, username: decodeURIComponent(u.username), path: decodeURIComponent(u.pathname) };
 }
 
@@ -166,22 +336,57 @@ export function sshFingerprint(key: Uint8Array): string {
   return "SHA256:" + createHash("sha256").update(key).digest("base64").replace(/=+$/, "");
 }
 
-async function openSftp(url: string, offset: number, opts: SourceOptions): Promise<OpenedSource> {
+/**
+ * Which credentials may be offered to the SFTP server. Without a pinned
+ * host key the server is whoever answers: a password would go to it, so a
+ * password alone is refused (before any connection) and a password next to
+ * a key is not offered. A key reveals nothing to a rogue server, so key
+ * authentication goes on, with a warning (the image is still checked
+ * against its hash).
+ */
+export function sftpAuth(url: string, creds: SftpCredentials): { privateKey?: string; password?: string; warnings: string[] } {
+  const target = parseSftpUrl(url);
+  const where = `${target.host}:${target.port}`;
+  if (!creds.privateKey && !creds.password) {
+    throw new FetchError(`rd.usr.url=${redactUrl(url)}: no SFTP credentials: build the initrd with --sftp-key, or append a cpio with /etc/bunboot/sftp/password`, false);
+  }
+  if (creds.hostKeySha256) return { privateKey: creds.privateKey, password: creds.password, warnings: [] };
+  if (!creds.privateKey) {
+    throw new FetchError(
+      `rd.usr.url=${redactUrl(url)}: refusing to send the SFTP password to ${where}, whose host key is not pinned: whoever answers there would receive it. Pin the server's host key (build the initrd with --sftp-host-key SHA256:..., as ssh-keygen -lf prints it) or use key authentication (--sftp-key)`,
+      false,
+    );
+  }
+  const dropped = creds.password ? "the SFTP password is not offered to it, and " : "";
+  return {
+    privateKey: creds.privateKey,
+    password: undefined,
+    warnings: [`the SFTP server ${where} is not authenticated (no pinned host key: --sftp-host-key); ${dropped}the image is trusted only through its hash`],
+  };
+}
+
+async function openSftp(url: string, offset: number, opts: SourceOptions, signal?: AbortSignal): Promise<OpenedSource> {
   const target = parseSftpUrl(url);
   const creds = opts.sftp ?? {};
-  if (!creds.privateKey && !creds.password) {
-    throw new FetchError(`rd.usr.url=${url}: no SFTP credentials: build the initrd with --sftp-key, or append a cpio with /etc/bunboot/sftp/password`, false);
-  }
+  const auth = sftpAuth(url, creds);
   const { default: SftpClient } = await import("ssh2-sftp-client");
   const client = new SftpClient("bunboot");
+  let stream: NodeJS.ReadableStream | null = null;
+  const onAbort = () => {
+    (stream as unknown as { destroy?: () => void } | null)?.destroy?.();
+    void client.end().catch(() => {});
+  };
+  if (signal?.aborted) throw new FetchError("aborted", false);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const cleanup = () => signal?.removeEventListener("abort", onAbort);
   let hostKeyProblem: string | null = null;
   try {
     await client.connect({
       host: target.host,
       port: target.port,
       username: target.username,
-      privateKey: creds.privateKey,
-      password: creds.password,
+      privateKey: auth.privateKey,
+      password: auth.password,
       readyTimeout: opts.stallMs,
       retries: 0,
       hostVerifier: creds.hostKeySha256
@@ -193,24 +398,27 @@ async function openSftp(url: string, offset: number, opts: SourceOptions): Promi
         : undefined,
     });
   } catch (e) {
+    cleanup();
     await client.end().catch(() => {});
     if (hostKeyProblem) throw new FetchError(`SFTP ${target.host}:${target.port}: ${hostKeyProblem}`, false);
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = describeError(e);
     throw new FetchError(`SFTP connection to ${target.host}:${target.port} failed: ${msg}`, !/authentication/i.test(msg));
   }
   let total: number | null = null;
   try {
     total = (await client.stat(target.path)).size;
   } catch (e) {
+    cleanup();
     await client.end().catch(() => {});
-    throw new FetchError(`SFTP ${target.path}: ${e instanceof Error ? e.message : e}`, false);
+    throw new FetchError(`SFTP ${target.path}: ${describeError(e)}`, false);
   }
-  const stream = client.createReadStream(target.path, { start: offset, highWaterMark: 256 * 1024 } as never) as unknown as NodeJS.ReadableStream;
+  stream = client.createReadStream(target.path, { start: offset, highWaterMark: 256 * 1024 } as never) as unknown as NodeJS.ReadableStream;
+  const s = stream;
   async function* chunks(): AsyncGenerator<Uint8Array> {
     try {
-      for await (const c of stream as AsyncIterable<Uint8Array>) yield c;
+      for await (const c of s as AsyncIterable<Uint8Array>) yield c;
     } catch (e) {
-      throw new FetchError(`SFTP transfer interrupted: ${e instanceof Error ? e.message : e}`, true);
+      throw new FetchError(`SFTP transfer interrupted: ${describeError(e)}`, true);
     }
   }
   return {
@@ -218,7 +426,8 @@ async function openSftp(url: string, offset: number, opts: SourceOptions): Promi
     skip: 0,
     chunks: chunks(),
     async close() {
-      (stream as unknown as { destroy?: () => void }).destroy?.();
+      cleanup();
+      (s as unknown as { destroy?: () => void }).destroy?.();
       await client.end().catch(() => {});
     },
   };
