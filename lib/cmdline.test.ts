@@ -22,7 +22,11 @@ import {
   TIMEOUT_EXPECTED,
   TIMEOUT_MAX_SEC,
   USR_HASH_EXPECTED,
+  USR_URL_ESCAPE_EXPECTED,
   USR_URL_EXPECTED,
+  USR_URL_PASSWORD_EXPECTED,
+  USR_URL_QUERY_EXPECTED,
+  USR_URL_SFTP_USER_EXPECTED,
   UUID_EXPECTED,
   VERITY_HASH_EXPECTED,
   defaultBootParams,
@@ -318,6 +322,11 @@ describe("ParamError", () => {
     expect(e.message).toBe(`p=${"a".repeat(79)}…: expected x`);
   });
 
+  test("line separators, bidi overrides and lone surrogates are escaped too", () => {
+    const e = new ParamError("p", "a\u202eb\u2028c\ud800d\udc00e😀", "x");
+    expect(e.message).toBe("p=a\\u{202e}b\\u{2028}c\\u{d800}d\\u{dc00}e😀: expected x");
+  });
+
   test("control characters are escaped so they cannot garble the console", () => {
     const e = new ParamError("p", "a\x1b[2Jb\rc\td\x7f\x9b", "x");
     expect(e.message).toBe("p=a\\x1b[2Jb\\x0dc\\x09d\\x7f\\x9b: expected x");
@@ -358,6 +367,7 @@ describe("parseBootParams: defaults", () => {
     expect(params).toEqual({
       mountUsrFsType: "auto",
       mountUsrFlags: "ro",
+      mountUsrFlagsParam: "mount.usrflags",
       earlyShell: false,
       earlyTrace: false,
       debug: false,
@@ -540,6 +550,16 @@ describe("parseBootParams: verity and /usr", () => {
       "mount.usrfstype=ext4,btrfs: expected a filesystem type such as auto, ext4, btrfs or squashfs",
     ]);
     expect(messages("usrfstype=-t")).toEqual([`usrfstype=-t: expected ${FSTYPE_EXPECTED}`]);
+  });
+
+  test("mountUsrFlagsParam names the parameter the flags came from, for errors at mount time", () => {
+    expect(ok("usrflags=ro,noatime").mountUsrFlagsParam).toBe("usrflags");
+    expect(ok("mount.usrflags=ro").mountUsrFlagsParam).toBe("mount.usrflags");
+    expect(ok("usrflags=rw mount.usrflags=ro").mountUsrFlagsParam).toBe("mount.usrflags");
+    expect(ok("mount.usrflags=ro usrflags=rw").mountUsrFlagsParam).toBe("mount.usrflags");
+    expect(ok("").mountUsrFlagsParam).toBe("mount.usrflags");
+    // An invalid legacy word leaves the default, which belongs to no one.
+    expect(parse("usrflags").params.mountUsrFlagsParam).toBe("mount.usrflags");
   });
 
   test("mount.usrflags is kept raw (validated at mount time)", () => {
@@ -727,7 +747,7 @@ describe("parseBootParams: console, network, remote /usr, init", () => {
       "https://example.com:8443/a/usr.cpio.gz?sig=abc&x=1",
       "HTTPS://example.com/usr.squashfs",
       "sftp://core@10.0.0.1:2222/srv/usr.squashfs",
-      "sftp://host/usr.squashfs",
+      "sftp://core@host/usr.squashfs",
       "file:///usr.squashfs",
       "http://[fd00::1]:8080/usr.squashfs",
     ]) {
@@ -767,6 +787,117 @@ describe("parseBootParams: console, network, remote /usr, init", () => {
       "rd.usr.url=ftp://h/x: expected an http://, https://, sftp://user@host[:port]/path or file:///path URL",
     ]);
     expect(messages("rd.usr.url")).toEqual([`rd.usr.url: expected ${USR_URL_EXPECTED}`]);
+  });
+
+  // Regression: a malformed %-escape in a file:// or sftp:// URL used to pass
+  // the parser and fail at fetch time with a bare "URI error"; an sftp
+  // password was accepted and then shown in every message and log line.
+  describe("rd.usr.url: %-escapes, user names and passwords", () => {
+    /** The single error a rd.usr.url= value must produce. */
+    function urlError(url: string): ParamError {
+      const { params, errors } = parseBootParams([{ key: "rd.usr.url", value: url }]);
+      expect(params.usrUrl).toBeUndefined();
+      expect(errors).toHaveLength(1);
+      expect(errors[0]!.param).toBe("rd.usr.url");
+      return errors[0]!;
+    }
+
+    for (const url of [
+      "file:///usr%zz.squashfs",
+      "file:///usr.squashfs%",
+      "file:///usr%2.squashfs",
+      "file:///usr%ff.squashfs", // not UTF-8
+      "file:///usr%c3.squashfs", // truncated UTF-8 sequence
+      "file:///usr%00.squashfs", // NUL: no such path can exist
+      "file:///usr%0a.squashfs",
+      "sftp://core@h/srv/usr%zz",
+      "sftp://core@h/srv/usr%e2%82",
+      "sftp://co%zzre@h/srv/usr.squashfs",
+      "sftp://co%ffre@h/srv/usr.squashfs",
+      "sftp://co%00re@h/srv/usr.squashfs",
+      "http://h/usr%zz.squashfs",
+      "https://h/usr.squashfs?sig=%g0",
+    ]) {
+      test(`bad %-escape: ${url}`, () => {
+        const e = urlError(url);
+        expect(e.expected).toBe(USR_URL_ESCAPE_EXPECTED);
+        expect(e.message).toBe(`rd.usr.url=${url}: expected ${USR_URL_ESCAPE_EXPECTED}`);
+        expect(e.message).not.toContain("URI error");
+      });
+    }
+
+    test("well-formed escapes, including UTF-8 and %25, are accepted and kept as given", () => {
+      for (const url of [
+        "file:///srv/usr%20image.squashfs",
+        "file:///srv/%C3%A4.squashfs",
+        "file:///srv/100%25.squashfs",
+        "sftp://co%2Dre@h/srv/usr%2esquashfs",
+        "http://h/usr%ff.squashfs", // an http server may use non-UTF-8 paths: only the syntax is checked
+      ]) {
+        expect(ok(`rd.usr.url=${url}`).usrUrl).toBe(url);
+      }
+    });
+
+    test("an sftp password is refused, and the message does not repeat it", () => {
+      for (const [url, shown] of [
+        ["sftp://core:hunter2@h/srv/usr.squashfs", "sftp://core:***@h/srv/usr.squashfs"],
+        ["sftp://core:hun@ter2@h:2222/srv/usr.squashfs", "sftp://core:***@h:2222/srv/usr.squashfs"],
+        ["SFTP://core:hunter2@[fd00::1]/x", "SFTP://core:***@[fd00::1]/x"],
+      ] as const) {
+        const e = urlError(url);
+        expect(e.expected).toBe(USR_URL_PASSWORD_EXPECTED);
+        expect(e.message).toBe(`rd.usr.url=${shown}: expected ${USR_URL_PASSWORD_EXPECTED}`);
+        expect(e.message).not.toContain("hunter2");
+        expect(e.message).not.toContain("ter2");
+        expect(e.value).toBe(shown);
+      }
+      expect(USR_URL_PASSWORD_EXPECTED).toContain("/etc/bunboot/sftp/password");
+    });
+
+    test("an sftp URL without a user is refused by the parser, not at fetch time", () => {
+      expect(urlError("sftp://h/srv/usr.squashfs").expected).toBe(USR_URL_SFTP_USER_EXPECTED);
+    });
+
+    test("sftp hosts must be host names or addresses", () => {
+      expect(urlError("sftp://core@h%zz/srv/usr.squashfs").param).toBe("rd.usr.url");
+      expect(urlError("sftp://core@h!x/srv/usr.squashfs").expected).toBe(USR_URL_EXPECTED);
+    });
+
+    test("file: and sftp: URLs have no ?query or #fragment (the fetcher would silently drop them)", () => {
+      for (const url of ["file:///usr.squashfs?x=1", "file:///usr#1.squashfs", "sftp://core@h/usr.squashfs?a"]) {
+        expect(urlError(url).expected).toBe(USR_URL_QUERY_EXPECTED);
+      }
+      expect(ok("rd.usr.url=file:///usr%231.squashfs").usrUrl).toBe("file:///usr%231.squashfs");
+    });
+
+    test("a password is never shown, whatever else is wrong with the URL", () => {
+      for (const url of [
+        "sftp://core:hunter2@h/", // no path
+        "sftp://core:hunter2@h/x%zz", // bad escape
+        "sftp:core:hunter2@h/x", // no "//"
+        "ftp://core:hunter2@h/x", // unsupported scheme
+        "http://core:hunter2@h/a b", // blank
+        "core:hunter2@h/x", // no scheme at all
+        "http:/core:hunter2@h/x", // one slash: WHATWG would still read a password
+        `sftp://core:hunter2${"x".repeat(200)}@h/x`, // longer than what a message shows
+      ]) {
+        const { errors } = parseBootParams([{ key: "rd.usr.url", value: url }]);
+        expect(errors).toHaveLength(1);
+        expect(errors[0]!.message).not.toContain("hunter2");
+        expect(errors[0]!.value).not.toContain("hunter2");
+      }
+    });
+
+    test("http(s) user names and passwords are redacted in messages too", () => {
+      const e = urlError("http://u:secret@h/x%zz");
+      expect(e.message).toBe(`rd.usr.url=http://u:***@h/x%zz: expected ${USR_URL_ESCAPE_EXPECTED}`);
+    });
+
+    test("http(s) URLs still need a host", () => {
+      for (const url of ["http://", "https:///x", "http://@/x", "http://u@/x"]) {
+        expect(parseBootParams([{ key: "rd.usr.url", value: url }]).errors).toHaveLength(1);
+      }
+    });
   });
 
   test("rd.usr.hash", () => {

@@ -113,11 +113,29 @@ export function splitCmdline(text: string): CmdlineWord[] {
 const SHOWN_VALUE_MAX = 80;
 
 /**
- * Makes a value safe and short enough for a console message: a 1 MB typo
- * must not flood the console, and control characters (escape sequences,
- * carriage returns) must not garble it.
+ * Makes text safe for a console message without shortening it: control
+ * characters (escape sequences, carriage returns) must not garble the
+ * screen. C0, DEL and C1 controls become \xNN; line separators,
+ * bidirectional overrides and lone surrogates, which would reorder or break
+ * the line, become \u{NNNN}. For text from outside (the command line, labels
+ * read from a disk).
  */
-function showValue(value: string): string {
+export function escapeControls(text: string): string {
+  return text
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
+    .replace(
+      /[\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+      (c) => `\\u{${c.charCodeAt(0).toString(16).padStart(4, "0")}}`,
+    );
+}
+
+/**
+ * Makes a value safe and short enough for a console message: a 1 MB typo
+ * must not flood the console, and control characters must not garble it
+ * (escapeControls). Exported for the other command-line parsers (ip=, mount
+ * options), so that every message shows values the same way.
+ */
+export function showValue(value: string): string {
   let shown = value;
   let cut = false;
   if (shown.length > SHOWN_VALUE_MAX) {
@@ -127,7 +145,7 @@ function showValue(value: string): string {
     if (last >= 0xd800 && last <= 0xdbff) shown = shown.slice(0, -1);
     cut = true;
   }
-  shown = shown.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  shown = escapeControls(shown);
   return cut ? `${shown}…` : shown;
 }
 
@@ -138,7 +156,11 @@ function showValue(value: string): string {
  */
 export class ParamError extends Error {
   readonly param: string;
-  /** The value as given, unshortened; "" for a bare word. */
+  /**
+   * The value as given, unshortened; "" for a bare word. URL parameters pass
+   * it with the password redacted (redactUrlPassword), so that neither the
+   * message nor this field can leak it into a log.
+   */
   readonly value: string;
   readonly expected: string;
 
@@ -301,23 +323,76 @@ function parseUsrHash(param: string, value: string | null): string {
 }
 
 export const USR_URL_EXPECTED = "an http://, https://, sftp://user@host[:port]/path or file:///path URL";
+export const USR_URL_ESCAPE_EXPECTED =
+  "a URL whose %-escapes are % and two hex digits that decode to UTF-8 text without control characters (write a literal % as %25)";
+export const USR_URL_PASSWORD_EXPECTED =
+  "an sftp URL without a password: the command line is readable by every process and ends up in logs (ship it in /etc/bunboot/sftp/password in an appended cpio)";
+export const USR_URL_SFTP_USER_EXPECTED = "an sftp URL with a user name: sftp://user@host[:port]/path";
+export const USR_URL_QUERY_EXPECTED = "a file:// or sftp:// URL without ?query or #fragment (write ? as %3F and # as %23)";
+
+/**
+ * A URL as it may be shown in a message or log: the password of its userinfo
+ * replaced by "***". Works on the raw text, since it must also cover values
+ * the URL parser rejects ("sftp:u:p@h/x", "http:/u:p@h/x", a bad scheme).
+ * The userinfo can only be in a stretch of text without '/', '?' or '#' (the
+ * characters that end an authority); in every such stretch holding an '@',
+ * whatever lies between its first ':' and its last '@' is hidden, as WHATWG
+ * reads "u:p@ss@h" as user "u", password "p@ss". This may also hide part of a
+ * path ("/a:b@c"), which in a message costs nothing. A password with an
+ * unescaped '/', '?' or '#' is not one to the URL parser either, and is not
+ * recognised.
+ */
+export function redactUrlPassword(url: string): string {
+  if (!url.includes("@")) return url;
+  // One scan over the stretches (a regex such as /[^/?#]*@/ would backtrack
+  // quadratically on a long value without '@').
+  return url
+    .split(/([/?#])/)
+    .map((stretch) => {
+      const at = stretch.lastIndexOf("@");
+      if (at < 0) return stretch;
+      const colon = stretch.indexOf(":");
+      return colon >= 0 && colon < at - 1 ? `${stretch.slice(0, colon + 1)}***${stretch.slice(at)}` : stretch;
+    })
+    .join("");
+}
+
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** decodeURIComponent() that says "no" instead of throwing a bare URIError; control characters count as undecodable. */
+function decodesCleanly(text: string): boolean {
+  try {
+    return !CONTROL_RE.test(decodeURIComponent(text));
+  } catch {
+    return false;
+  }
+}
+
+// An sftp host: a DNS name or IPv4 address, or a bracketed IPv6 address.
+const SFTP_HOST_RE = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\])$/;
 
 /**
  * rd.usr.url: only the schemes the fetcher implements. Blanks, control
  * characters and backslashes are refused because the WHATWG URL parser would
  * silently drop, encode or reinterpret them, fetching something other than
- * what the user sees.
+ * what the user sees. Every %-escape must be well-formed; file: paths and
+ * sftp paths and user names are decoded by the fetcher, so theirs must also
+ * decode to UTF-8 without control characters (the fetcher would otherwise
+ * fail later with a bare "URI error"). sftp passwords are refused (they
+ * belong in an appended cpio), and no message repeats a password.
  * Stored as given; the fetcher parses it again.
  */
 function parseUsrUrl(param: string, value: string | null): string {
-  const fail = (): never => {
-    throw new ParamError(param, value, USR_URL_EXPECTED);
+  const fail = (expected = USR_URL_EXPECTED): never => {
+    throw new ParamError(param, value === null ? null : redactUrlPassword(value), expected);
   };
   // WHATWG also reads '\\' as '/' in http(s) URLs.
   if (value === null || /[\s\u0000-\u001f\u007f-\u009f\\]/.test(value)) return fail();
   // WHATWG would read "http:host/x" and "https:///host/x" as http(s)://host/x;
   // insist on the usual spelling, with a host right after "//" except for file:.
   if (!/^(?:(?:https?|sftp):\/\/[^/]|file:\/\/\/)/i.test(value)) return fail();
+  // WHATWG keeps a stray '%' as it is; the fetcher's decoding would not.
+  if (/%(?![0-9A-Fa-f]{2})/.test(value)) return fail(USR_URL_ESCAPE_EXPECTED);
   let url: URL;
   try {
     url = new URL(value);
@@ -330,10 +405,17 @@ function parseUsrUrl(param: string, value: string | null): string {
       if (url.hostname === "") fail();
       break;
     case "sftp:":
+      if (url.password !== "") fail(USR_URL_PASSWORD_EXPECTED);
       if (url.hostname === "" || url.pathname === "" || url.pathname === "/") fail();
+      if (!SFTP_HOST_RE.test(url.hostname)) fail();
+      if (url.username === "") fail(USR_URL_SFTP_USER_EXPECTED);
+      if (!decodesCleanly(url.username) || !decodesCleanly(url.pathname)) fail(USR_URL_ESCAPE_EXPECTED);
+      if (value.includes("?") || value.includes("#")) fail(USR_URL_QUERY_EXPECTED);
       break;
     case "file:":
       if (url.hostname !== "" || url.pathname === "/") fail();
+      if (!decodesCleanly(url.pathname)) fail(USR_URL_ESCAPE_EXPECTED);
+      if (value.includes("?") || value.includes("#")) fail(USR_URL_QUERY_EXPECTED);
       break;
     default:
       fail();
@@ -416,6 +498,12 @@ export interface BootParams {
   mountUsrFsType: string;
   /** Raw; validated when /usr is mounted. */
   mountUsrFlags: string;
+  /**
+   * The parameter mountUsrFlags came from: the legacy usrflags= when it
+   * decided, else mount.usrflags= (also for the default), so that an error
+   * about the flags names what the user actually wrote.
+   */
+  mountUsrFlagsParam: "mount.usrflags" | "usrflags";
   earlyShell: boolean;
   earlyTrace: boolean;
   debug: boolean;
@@ -450,6 +538,7 @@ export function defaultBootParams(): BootParams {
   return {
     mountUsrFsType: "auto",
     mountUsrFlags: "ro",
+    mountUsrFlagsParam: "mount.usrflags",
     earlyShell: false,
     earlyTrace: false,
     debug: false,
@@ -668,6 +757,7 @@ export function parseBootParams(words: readonly CmdlineWord[]): { params: BootPa
   if (usr !== undefined) params.mountUsr = usr;
   params.mountUsrFsType = pick(fsType, legacyFsType) ?? defaults.mountUsrFsType;
   params.mountUsrFlags = pick(flags, legacyFlags) ?? defaults.mountUsrFlags;
+  if (!flags.given && legacyFlags.value !== undefined) params.mountUsrFlagsParam = "usrflags";
   params.breakpoints = [...breakpoints];
   params.driverPre = [...driverPre];
   params.driverBlacklist = [...driverBlacklist];

@@ -165,9 +165,9 @@ describe("rejected", () => {
     );
   });
 
-  test("a tab inside an option", () => {
+  test("a tab inside an option: refused, and shown escaped", () => {
     expect(thrown(() => parseMountOptions("a\tb", "mount.usrflags")).message).toBe(
-      'mount.usrflags=a\tb: option "a\tb" contains a space, quote or backslash',
+      'mount.usrflags=a\\x09b: option "a\\x09b" contains a space, quote or backslash',
     );
   });
 
@@ -196,14 +196,53 @@ describe("rejected", () => {
   });
 
   test("an x- option is checked too: it is rejected, not silently dropped", () => {
-    expect(thrown(() => parseMountOptions("x-a b")).message).toBe('mount options=x-a b: option "x-a b" contains a space, quote or backslash');
+    expect(thrown(() => parseMountOptions("x-a b")).message).toBe('mount.usrflags=x-a b: option "x-a b" contains a space, quote or backslash');
   });
 
-  test("without a parameter name the message says 'mount options'", () => {
-    expect(thrown(() => parseMountOptions("a b")).message).toBe('mount options=a b: option "a b" contains a space, quote or backslash');
+  test("without a parameter name the message names mount.usrflags=, the only source of options", () => {
+    const e = thrown(() => parseMountOptions("a b")) as MountOptionError;
+    expect(e.message).toBe('mount.usrflags=a b: option "a b" contains a space, quote or backslash');
+    expect(e.param).toBe("mount.usrflags");
   });
 
   test("MountOptionError is an Error", () => {
     expect(thrown(() => parseMountOptions("'"))).toBeInstanceOf(Error);
+  });
+});
+
+// Regression: messages carried raw control characters (an escape sequence in
+// mount.usrflags= could clear or recolour the failure screen) and the error
+// had no parameter name for the failure screen and the emergency policy.
+describe("MountOptionError: parameter name and escaping", () => {
+  test("the error names the parameter, in the message and in .param", () => {
+    for (const param of ["mount.usrflags", "usrflags", "mount.usrfstype"] as const) {
+      const e = thrown(() => parseMountOptions("ro,a b", param)) as MountOptionError;
+      expect(e.param).toBe(param);
+      expect(e.message.startsWith(`${param}=`)).toBe(true);
+      expect(e.name).toBe("MountOptionError");
+    }
+  });
+
+  test("control characters are refused as options and escaped as \\xNN in the message", () => {
+    const e = thrown(() => parseMountOptions("ro,a\x1b[2Jb", "mount.usrflags")) as MountOptionError;
+    expect(e.message).toBe('mount.usrflags=ro,a\\x1b[2Jb: option "a\\x1b[2Jb" contains a control character');
+    expect(e.param).toBe("mount.usrflags");
+    for (const c of ["\x00", "\x07", "\x7f", "\x85", "\x9b"]) {
+      const m = thrown(() => parseMountOptions(`x${c}y`, "usrflags")).message;
+      expect(m).not.toContain(c);
+      expect(m).toContain(`\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+    }
+  });
+
+  test("no raw control character or line break reaches any message", () => {
+    for (const text of ["a\nb", "a\rb", "\x1b]0;title\x07", "ro,a\u2028b", "a\u202eb c"]) {
+      const m = thrown(() => parseMountOptions(text, "mount.usrflags")).message;
+      expect(m).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u2028\u202e]/);
+    }
+  });
+
+  test("a huge option string gives a short message", () => {
+    const e = thrown(() => parseMountOptions(`${"a".repeat(1 << 20)} b`, "mount.usrflags"));
+    expect(e.message.length).toBeLessThan(300);
   });
 });

@@ -1,5 +1,6 @@
 // mount(8)-style option strings -> mount(2) flags plus the filesystem's own
 // data string. Pure, so the translation of mount.usrflags= is unit-tested.
+import { showValue } from "./cmdline.ts";
 import { MS_FLAGS } from "./msflags.ts";
 
 export interface MountOptions {
@@ -43,17 +44,43 @@ const FLAG_WORDS: Record<string, [number, number]> = {
   _netdev: [0, 0],
 };
 
-export class MountOptionError extends Error {}
+/** The parameters mount options and filesystem types come from. */
+export type MountParam = "mount.usrflags" | "usrflags" | "mount.usrfstype" | "usrfstype";
 
-/** Parses "ro,noatime,compress=zstd" into flags and data ("compress=zstd"). */
-export function parseMountOptions(text: string, param = "mount options"): MountOptions {
+/**
+ * A mount option string that cannot be passed on. The message names the
+ * parameter and shows the value escaped and shortened (as command-line
+ * errors do), so that the failure screen says what to fix; `param` is the
+ * parameter for the emergency policy.
+ */
+export class MountOptionError extends Error {
+  override name = "MountOptionError";
+  constructor(
+    message: string,
+    readonly param: MountParam,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Parses "ro,noatime,compress=zstd" into flags and data ("compress=zstd").
+ * `param` is the parameter the text came from (mount.usrflags= or its
+ * legacy name usrflags=); it names the parameter in errors.
+ */
+export function parseMountOptions(text: string, param: MountParam = "mount.usrflags"): MountOptions {
   let flags = 0;
   const data: string[] = [];
   for (const raw of text.split(",")) {
     const opt = raw.trim();
     if (opt === "") continue;
+    // The data string goes to the kernel unquoted; a quote or blank in it
+    // means the user's quoting went wrong, and the kernel's error would not say so.
     if (/[\s"'\\]/.test(opt)) {
-      throw new MountOptionError(`${param}=${text}: option "${opt}" contains a space, quote or backslash`);
+      throw new MountOptionError(`${param}=${showValue(text)}: option "${showValue(opt)}" contains a space, quote or backslash`, param);
+    }
+    if (/[\u0000-\u001f\u007f-\u009f]/.test(opt)) {
+      throw new MountOptionError(`${param}=${showValue(text)}: option "${showValue(opt)}" contains a control character`, param);
     }
     const f = FLAG_WORDS[opt];
     if (f) {
