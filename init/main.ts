@@ -1,6 +1,6 @@
 // bunboot: the first-stage init (PID 1). The boot, top to bottom; each step
-// is one call into lib/ and logs its name and duration. See
-// shared/spec/boot-contract.md for the behaviour this follows.
+// is one call into lib/ and logs its name and duration. docs/boot-sequence.md
+// describes the behaviour, with the step numbers of the README.
 import fs from "node:fs";
 import { BREAKPOINTS, parseBootParams, splitCmdline, type BootParams } from "../lib/cmdline.ts";
 import { readConfig, type InitrdConfig } from "../lib/config.ts";
@@ -17,6 +17,7 @@ import { DeviceManager } from "../lib/uevent/manager.ts";
 import { openUsrVerity } from "../lib/usr-verity.ts";
 import { bringUpNetwork } from "../lib/net/up.ts";
 import { fetchUsr, USR_HASHES } from "../lib/remote-usr.ts";
+import { redactText, redactUrl } from "../lib/redact.ts";
 import { dualTimestampUsec, reboot, RB } from "../lib/sys/index.ts";
 import { writeBlacklist } from "../lib/kmod.ts";
 
@@ -28,15 +29,22 @@ const modules = new ModuleLoader();
 const devices = new DeviceManager(modules);
 let params: BootParams | null = null;
 let config: InitrdConfig | null = null;
-let currentAttempt = 0;
 /** When the first stage started, for a systemd stage 2's initrd timestamp. */
 let initrdTimestamp: { realtimeUsec: bigint; monotonicUsec: bigint } | undefined;
+/**
+ * Whether the boot loader appended /usr.squashfs. Looked at once, before
+ * the first attempt: later a fetched image sits at the same path.
+ */
+const appendedUsrSquashfs = fs.existsSync("/usr.squashfs");
 
-class Superseded extends Error {}
-
-/** Runs a boot step unless this attempt was abandoned after a stray error. */
-function step<T>(attempt: number, name: string, fn: () => Promise<T> | T): Promise<T> {
-  if (attempt !== currentAttempt) throw new Superseded(`attempt ${attempt} was abandoned`);
+/**
+ * Runs a boot step unless this attempt was abandoned. An attempt is
+ * abandoned when a stray error (a callback, a stray promise) failed the boot
+ * while its steps were still running: the failure path owns the machine
+ * from then on, and the abandoned attempt must stop at its next step.
+ */
+function step<T>(signal: AbortSignal, name: string, fn: () => Promise<T> | T): Promise<T> {
+  signal.throwIfAborted();
   return runStep(name, fn);
 }
 
@@ -59,7 +67,7 @@ function readCommandLine(): BootParams {
     (e as Error & { param?: string }).param = first.param;
     throw e;
   }
-  log.debug(`command line: ${text.trim()}`);
+  log.debug(`command line: ${redactText(text.trim())}`);
   return parsed.params;
 }
 
@@ -87,32 +95,37 @@ async function unboundHint(): Promise<string | null> {
   return describeUnbound(devs, (a) => resolved.get(a) ?? [], params?.driverBlacklist ?? []);
 }
 
-async function findAndOpenUsr(attempt: number, plan: UsrPlan, p: BootParams, cfg: InitrdConfig): Promise<{ device: string | null }> {
+/** What the mount step mounts: a block device (verity or plain) or an image file. */
+type UsrSource = { kind: "device"; path: string } | { kind: "image"; path: string };
+
+async function findAndOpenUsr(signal: AbortSignal, plan: UsrPlan, p: BootParams, cfg: InitrdConfig, settleInBackground: (settled: Promise<void>) => void): Promise<UsrSource> {
   switch (plan.kind) {
     case "verity": {
-      const dataDev = await step(attempt, "wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices, unboundHint));
+      const dataDev = await step(signal, "wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices, unboundHint, { settleInBackground }));
       await breakpoint("pre-verity");
-      return {
-        device: await step(attempt, "verity", async () => {
-          await baseModules;
-          return openUsrVerity(dataDev, plan.rootHash, cfg.verityHashOffset);
-        }),
-      };
+      const path = await step(signal, "verity", async () => {
+        await baseModules;
+        return openUsrVerity(dataDev, plan.rootHash, cfg.verityHashOffset);
+      });
+      return { kind: "device", path };
     }
     case "plain": {
-      const dev = await step(attempt, "wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices, unboundHint));
+      const path = await step(signal, "wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices, unboundHint, { settleInBackground }));
       await breakpoint("pre-verity");
-      return { device: dev };
+      return { kind: "device", path };
     }
     case "squashfs-file":
-    case "remote":
       await breakpoint("pre-verity");
-      return { device: null };
+      return { kind: "image", path: plan.image };
+    case "remote":
+      await step(signal, "fetch-usr", () => fetchUsr(plan, p, cfg.buildId, signal));
+      await breakpoint("pre-verity");
+      return { kind: "image", path: plan.image };
   }
 }
 
-async function boot(attempt: number): Promise<never> {
-  await step(attempt, "early-mounts", () => {
+async function boot(attempt: number, signal: AbortSignal): Promise<never> {
+  await step(signal, "early-mounts", () => {
     mountEarly();
     openSinks();
     if (attempt === 1) persistTo("/run/bunboot/log");
@@ -122,35 +135,41 @@ async function boot(attempt: number): Promise<never> {
   // A retry starts from a clean state: the mounts of the failed attempt go.
   if (attempt > 1) unmountBelow([NEW_ROOT, "/underlay", "/work", "/sysusr"]);
 
-  const p = await step(attempt, "cmdline", readCommandLine);
-  const cfg = (config = await step(attempt, "config", readConfig));
-  const hasUsrSquashfs = fs.existsSync("/usr.squashfs");
-  const plan = await step(attempt, "plan", () => planUsr(p, { hasUsrSquashfs, hasUsrHashList: fs.existsSync(USR_HASHES) }));
-  log.info(`/usr from ${plan.kind === "squashfs-file" ? plan.image : plan.kind === "remote" ? plan.url : plan.kind === "verity" ? "dm-verity" : "a plain device"}`);
-  if (hasUsrSquashfs && p.usrUrl) log.info(`rd.usr.url= is ignored: the appended /usr.squashfs wins`);
+  const p = await step(signal, "cmdline", readCommandLine);
+  const cfg = (config = await step(signal, "config", readConfig));
+  const plan = await step(signal, "plan", () => planUsr(p, { hasUsrSquashfs: appendedUsrSquashfs, hasUsrHashList: fs.existsSync(USR_HASHES) }));
+  log.info(`/usr from ${plan.kind === "squashfs-file" ? plan.image : plan.kind === "remote" ? redactUrl(plan.url) : plan.kind === "verity" ? "dm-verity" : "a plain device"}`);
+  if (appendedUsrSquashfs && p.usrUrl) log.info(`rd.usr.url= is ignored: the appended /usr.squashfs wins`);
 
   await breakpoint("pre-udev");
-  await step(attempt, "device-manager", () => startDeviceManager(p));
+  await step(signal, "device-manager", () => startDeviceManager(p));
 
   // rd.usr.url= implies rd.neednet=1.
-  if (p.neednet || plan.kind === "remote") await step(attempt, "network", () => bringUpNetwork(p, devices));
-  if (plan.kind === "remote") await step(attempt, "fetch-usr", () => fetchUsr(plan, p, cfg.buildId));
-  const usr = await findAndOpenUsr(attempt, plan, p, cfg);
-  await breakpoint("pre-mount");
-  await step(attempt, "mount-usr", async () => {
-    await baseModules;
-    if (plan.kind === "squashfs-file" || plan.kind === "remote") mountSquashfsFile(plan.image, SYSUSR);
-    else mountUsrDevice(usr.device!, SYSUSR, plan.fsType, plan.options);
+  if (p.neednet || plan.kind === "remote") await step(signal, "network", () => bringUpNetwork(p, devices));
+  // A second device matching the reference may still show up while verity
+  // and the mounts run; it fails the boot before the switch root.
+  let unique: Promise<void> = Promise.resolve();
+  const usr = await findAndOpenUsr(signal, plan, p, cfg, (settled) => {
+    unique = settled;
+    // Awaited below; until then a rejection must not count as unhandled.
+    settled.catch(() => {});
   });
-  await step(attempt, "full-initrd", () => {
+  await breakpoint("pre-mount");
+  await step(signal, "mount-usr", async () => {
+    await baseModules;
+    if (usr.kind === "image") mountSquashfsFile(usr.path, SYSUSR);
+    else if (plan.kind === "verity" || plan.kind === "plain") mountUsrDevice(usr.path, SYSUSR, plan.fsType, plan.options);
+  });
+  await step(signal, "full-initrd", () => {
     mountFullInitrd();
-    if (plan.kind === "squashfs-file" || plan.kind === "remote") handOverPxe(plan.image);
+    if (usr.kind === "image") handOverPxe(usr.path);
   });
   await modules.idleWithin(30_000);
   await breakpoint("pre-switch-root");
-  return step(attempt, "switch-root", () => {
+  return step(signal, "switch-root", async () => {
+    await unique;
     log.info(`/usr is ${mountSourceOf(NEW_ROOT + SYSUSR)} at ${SYSUSR}`);
-    if (attempt !== currentAttempt) throw new Superseded(`attempt ${attempt} was abandoned`);
+    signal.throwIfAborted();
     return switchRoot({ init: p.init ?? "/init", args: [], env: process.env, onCommit: () => devices.stop(), initrdTimestamp });
   });
 }
@@ -191,16 +210,16 @@ async function main(): Promise<never> {
   process.on("unhandledRejection", onStray("unhandled rejection"));
   startReaper();
   for (let attempt = 1; ; attempt++) {
-    currentAttempt = attempt;
+    const abandon = new AbortController();
     try {
       const stray = new Promise<never>((_, reject) => (failBoot = reject));
       // Settled late (while the emergency path runs) it must not count as unhandled.
       stray.catch(() => {});
-      await Promise.race([boot(attempt), stray]);
+      await Promise.race([boot(attempt, abandon.signal), stray]);
     } catch (e) {
       // A stray error wins the race while boot() may still be running: the
-      // next step it reaches sees it was superseded and stops.
-      currentAttempt = -attempt;
+      // abort stops its fetch at once and its next step before it starts.
+      abandon.abort(new Error(`boot attempt ${attempt} was abandoned`));
       try {
         await handleFailure(describe(e), params, config?.buildId ?? "unknown");
       } catch (inner) {

@@ -5,6 +5,7 @@ import type { BootParams, DeviceRef } from "./cmdline.ts";
 import { formatDeviceRef } from "./cmdline.ts";
 import { parseMountOptions, type MountOptions } from "./mountopts.ts";
 import { MS_FLAGS } from "./msflags.ts";
+import { redactUrl } from "./redact.ts";
 
 export const MAPPER_USR = "/dev/mapper/usr";
 
@@ -33,7 +34,7 @@ export interface InitramfsFacts {
 
 export function planUsr(p: BootParams, facts: InitramfsFacts): UsrPlan {
   const fsType = p.mountUsrFsType || "auto";
-  const options = parseMountOptions(p.mountUsrFlags, "mount.usrflags");
+  const options = parseMountOptions(p.mountUsrFlags, p.mountUsrFlagsParam);
   if (p.verityUsr) {
     if (!p.verityUsrHash) {
       throw new PlanError(
@@ -69,7 +70,7 @@ export function planUsr(p: BootParams, facts: InitramfsFacts): UsrPlan {
     const sha256 = p.usrHash?.replace(/^sha256:/, "");
     if (!facts.hasUsrHashList && !sha256 && !p.usrInsecure) {
       throw new PlanError(
-        `rd.usr.url=${p.usrUrl} has nothing to verify the image against: this initrd has no stream-hash list (build.ts --usr-hashes) and rd.usr.hash=sha256:<hex> is missing. An unverified /usr is refused unless rd.usr.insecure=1`,
+        `rd.usr.url=${redactUrl(p.usrUrl)} has nothing to verify the image against: this initrd has no stream-hash list (build.ts --usr-hashes) and rd.usr.hash=sha256:<hex> is missing. An unverified /usr is refused unless rd.usr.insecure=1`,
         "rd.usr.hash",
       );
     }

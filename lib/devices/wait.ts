@@ -4,10 +4,10 @@
 // did see so the user can correct the parameter.
 import fs from "node:fs";
 import type { DeviceRef } from "../cmdline.ts";
-import { formatDeviceRef } from "../cmdline.ts";
+import { escapeControls, formatDeviceRef } from "../cmdline.ts";
 import { log } from "../log.ts";
 import type { DeviceManager } from "../uevent/manager.ts";
-import { describeDevice, listBlockDevices } from "./blockdevs.ts";
+import { describeDevice, listBlockDevices, type BlockDevice } from "./blockdevs.ts";
 import { matchDevices, normaliseRef, refNeedsFsProbe } from "./match.ts";
 
 export class DeviceError extends Error {
@@ -22,7 +22,21 @@ export class DeviceError extends Error {
 const STILL_WAITING_MS = 5000;
 const RECOLDPLUG_MS = 2000;
 
-function isBlockDevice(path: string): boolean {
+/**
+ * The settle window after the first match: the wait answers once no block
+ * device appeared (or went) for SETTLE_QUIET_MS, and at the latest
+ * SETTLE_MAX_MS after the first match. Disks of one controller show up
+ * within milliseconds of each other; the window is for a second controller
+ * (or a USB stick with a copy of the image) that is a moment slower, whose
+ * partition with the same PARTUUID/LABEL must turn the boot into the
+ * "several devices match" error instead of a silent pick. Cost: every boot
+ * from a disk waits SETTLE_QUIET_MS more (up to SETTLE_MAX_MS while block
+ * devices keep appearing). A duplicate slower than that is not seen.
+ */
+export const SETTLE_QUIET_MS = 1000;
+export const SETTLE_MAX_MS = 3000;
+
+function isBlockDeviceNode(path: string): boolean {
   try {
     return fs.statSync(path).isBlockDevice();
   } catch {
@@ -30,44 +44,136 @@ function isBlockDevice(path: string): boolean {
   }
 }
 
+export interface WaitOptions {
+  /** See SETTLE_QUIET_MS. */
+  settleQuietMs?: number;
+  /** See SETTLE_MAX_MS; 0 answers at the first match. */
+  settleMaxMs?: number;
+  /** The block devices present now (default: listBlockDevices, from sysfs). A seam for tests. */
+  listDevices?: (probeFs: boolean) => BlockDevice[];
+  /** Whether devtmpfs has the node yet (default: stat). A seam for tests. */
+  isBlockDevice?: (path: string) => boolean;
+  /**
+   * Answer at the first match and run the settle window behind the boot's
+   * back: the promise handed over rejects with the "several devices match"
+   * error if a second match turns up (or the match goes away) within the
+   * window. The init awaits it before the switch root, so a disk boot does
+   * not pay for the window while verity and the mounts run.
+   */
+  settleInBackground?: (settled: Promise<void>) => void;
+}
+
+/** The part of the device manager a wait uses. */
+export type DeviceEvents = Pick<DeviceManager, "coldplug" | "nextEvent">;
+
+/** Which block devices exist, for telling "something appeared or went" in the settle window. */
+function shapeOf(devices: BlockDevice[]): string {
+  return devices.map((d) => d.name).join("\n");
+}
+
 export async function waitForDevice(
   param: string,
   ref: DeviceRef,
   timeoutSec: number,
-  devices: DeviceManager,
+  devices: DeviceEvents,
   onStillWaiting?: () => Promise<string | null>,
+  opts: WaitOptions = {},
 ): Promise<string> {
-  const what = `${param}=${formatDeviceRef(ref)}`;
+  const listDevices = opts.listDevices ?? ((probeFs: boolean) => listBlockDevices({ probeFs }));
+  const isBlockDevice = opts.isBlockDevice ?? isBlockDeviceNode;
+  const settleQuietMs = opts.settleQuietMs ?? SETTLE_QUIET_MS;
+  const settleMaxMs = opts.settleMaxMs ?? SETTLE_MAX_MS;
+  // Labels come from the command line and from disks: escaped wherever shown.
+  const what = `${param}=${escapeControls(formatDeviceRef(ref))}`;
+  const describe = (d: BlockDevice) => "  " + escapeControls(describeDevice(d));
   const r = normaliseRef(ref);
   const probeFs = refNeedsFsProbe(r);
+
+  /**
+   * The devices present and those the reference matches. More than one match
+   * is an error at once; a match counts even before devtmpfs has its node
+   * (sysfs shows a device a moment earlier), since it is a duplicate all the same.
+   */
+  function lookup(): { present: BlockDevice[]; matches: BlockDevice[] } {
+    const present = listDevices(probeFs);
+    const matches = matchDevices(r, present);
+    if (matches.length > 1) {
+      throw new DeviceError(
+        `${what} matches ${matches.length} devices, expected exactly one:\n${matches.map(describe).join("\n")}\nUse a unique PARTUUID= or UUID= instead.`,
+        param,
+      );
+    }
+    return { present, matches };
+  }
+
+  /** The single usable match, if there is one now. */
+  function usable(matches: BlockDevice[]): string | null {
+    return matches.length === 1 && isBlockDevice(matches[0]!.devPath) ? matches[0]!.devPath : null;
+  }
+
+  /**
+   * After the first match: keeps listening until the block devices have been
+   * quiet for settleQuietMs (bounded by settleMaxMs), re-checking for a
+   * second match at every event, then answers with the match as it stands
+   * (null if it went away meanwhile, and the wait goes on).
+   */
+  async function settle(first: string, present: BlockDevice[]): Promise<string | null> {
+    if (settleMaxMs <= 0) return first;
+    const start = performance.now();
+    let lastChange = start;
+    let shape = shapeOf(present);
+    for (;;) {
+      const now = performance.now();
+      const left = Math.min(settleQuietMs - (now - lastChange), settleMaxMs - (now - start));
+      if (left <= 0) break;
+      await devices.nextEvent(left);
+      const seen = lookup();
+      const s = shapeOf(seen.present);
+      if (s !== shape) {
+        shape = s;
+        lastChange = performance.now();
+      }
+    }
+    const dev = usable(lookup().matches);
+    log.debug(`${what}: no other match within ${Math.round(performance.now() - start)} ms after the first`);
+    return dev;
+  }
+
   const t0 = performance.now();
   let lastReport = t0;
   let lastColdplug = t0;
   let announced = false;
   for (;;) {
+    // A /dev path names one node by itself: nothing to disambiguate.
     if (r.kind === "path" && isBlockDevice(r.value)) return r.value;
     if (r.kind !== "path") {
-      // sysfs shows a device a moment before devtmpfs has its node.
-      const found = matchDevices(r, listBlockDevices({ probeFs })).filter((d) => isBlockDevice(d.devPath));
-      if (found.length === 1) {
-        log.info(`${what} is ${found[0]!.devPath}`);
-        return found[0]!.devPath;
-      }
-      if (found.length > 1) {
-        throw new DeviceError(
-          `${what} matches ${found.length} devices, expected exactly one:\n${found.map((d) => "  " + describeDevice(d)).join("\n")}\nUse a unique PARTUUID= or UUID= instead.`,
-          param,
+      const { present, matches } = lookup();
+      const first = usable(matches);
+      if (first !== null && opts.settleInBackground) {
+        opts.settleInBackground(
+          settle(first, present).then((dev) => {
+            if (dev !== first) throw new DeviceError(`${what} was ${first}, but ${dev === null ? "it went away" : `it is now ${dev}`} while the boot went on`, param);
+          }),
         );
+        log.info(`${what} is ${first}`);
+        return first;
+      }
+      if (first !== null) {
+        const dev = await settle(first, present);
+        if (dev !== null) {
+          log.info(`${what} is ${dev}`);
+          return dev;
+        }
       }
     }
     const now = performance.now();
     const elapsed = now - t0;
     if (timeoutSec > 0 && elapsed >= timeoutSec * 1000) {
-      const seen = listBlockDevices({ probeFs: true });
+      const seen = listDevices(true);
       const hint = await onStillWaiting?.();
       throw new DeviceError(
         `timed out after ${timeoutSec} s waiting for ${what} (rd.earlytimeout=${timeoutSec}). Block devices seen:\n` +
-          (seen.length ? seen.map((d) => "  " + describeDevice(d)).join("\n") : "  none: no disk driver found a disk") +
+          (seen.length ? seen.map(describe).join("\n") : "  none: no disk driver found a disk") +
           (hint ? `\n${hint}` : ""),
         param,
       );
