@@ -3,6 +3,7 @@
 // user network), verified while it streams.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import { encodeNewc } from "../lib/build/cpio.ts";
@@ -10,7 +11,7 @@ import { startTestServer, type TestServer } from "../lib/fetch/testserver.ts";
 import { formatStreamHashList, StreamHasher } from "../lib/streamhash.ts";
 import { fixtures, initrdWith, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, concatInitrds, cpioArchive } from "./harness/images.ts";
-import { GUEST_HOST, startSshd, type Sshd } from "./harness/servers.ts";
+import { freePort, GUEST_HOST, startSshd, type Sshd } from "./harness/servers.ts";
 import { bootToStage2 as runStage2, Vm } from "./harness/vm.ts";
 
 const BOOT_MS = 300_000;
@@ -30,6 +31,13 @@ const TAMPER_AT = 5 * CHUNK + 100;
   t[TAMPER_AT]! ^= 0xff;
   fs.writeFileSync(tamperedPath, t);
 }
+// 116 bytes of newc whose filesize field is "-0000070": a reader that takes
+// a signed number would step backwards and spin forever.
+const negativeCpio = path.join(CACHE, "negative-size.cpio");
+fs.writeFileSync(
+  negativeCpio,
+  "070701" + ["00000000", "000081A4", "00000000", "00000000", "00000000", "00000000", "-0000070", "00000000", "00000000", "00000000", "00000000", "00000002", "00000000"].join("") + "a\0pad!",
+);
 const pxeCpio = path.join(CACHE, "usr-pxe.cpio");
 fs.writeFileSync(pxeCpio, Buffer.concat(encodeNewc([{ kind: "file", path: "usr.squashfs", data: image }])));
 
@@ -45,6 +53,7 @@ beforeAll(async () => {
     "/drop.squashfs": { path: fx.usrSquashfs, dropAfter: 3 * CHUNK + 5000 },
     "/tampered.squashfs": { path: tamperedPath },
     "/usr.cpio": { path: pxeCpio },
+    "/negative.cpio": { path: negativeCpio },
   });
   const key = path.join(CACHE, "tls.key");
   const cert = path.join(CACHE, "tls.crt");
@@ -158,5 +167,45 @@ describe("diskless /usr over the network", () => {
     await bootToStage2(vm);
     expect(vm.console).toContain("rd.usr.url= is ignored: the appended /usr.squashfs wins");
     expect(http.requests.length).toBe(before);
+  }, BOOT_MS + 90_000);
+
+  test("a hostile cpio (negative file size) with only a whole-image hash: the hash is checked first, the prompt comes", async () => {
+    // Anyone on the path can serve this: the hash is of the real image, so it must fail as a mismatch before any unwrapping.
+    const vm = new Vm({ name: "remote-negative-cpio", extraArgs: NIC, append: `rd.usr.url=${guest(http, "/negative.cpio")} rd.usr.hash=sha256:${sha} rd.emergency.timeout=3` });
+    const out = await bootToFailure(vm);
+    expect(out).toContain('boot failed in step "fetch-usr"');
+    expect(out).toContain("parameter to check: rd.usr.hash=");
+    expect(out).toContain("nothing was mounted");
+  }, BOOT_MS + 90_000);
+
+  test("the same cpio with its own hash pinned: the unwrapper refuses the header instead of spinning", async () => {
+    const own = createHash("sha256").update(fs.readFileSync(negativeCpio)).digest("hex");
+    const vm = new Vm({ name: "remote-negative-cpio-pinned", extraArgs: NIC, append: `rd.usr.url=${guest(http, "/negative.cpio")} rd.usr.hash=sha256:${own} rd.emergency.timeout=3` });
+    const out = await bootToFailure(vm);
+    expect(out).toContain('boot failed in step "fetch-usr"');
+    expect(out).toMatch(/cpio: .*(filesize|header)/);
+    expect(out).toContain("nothing was mounted");
+  }, BOOT_MS + 90_000);
+
+  test("SFTP with a password but no pinned host key: refused before any connection, so the password goes nowhere", async () => {
+    // A listener standing in for a rogue server: it must never be contacted.
+    const port = await freePort();
+    let contacted = 0;
+    const rogue = net.createServer((c) => {
+      contacted++;
+      c.destroy();
+    });
+    await new Promise<void>((resolve) => rogue.listen(port, "127.0.0.1", resolve));
+    try {
+      const initrd = initrdWith("sftp-password-unpinned", [{ path: "etc/bunboot/sftp/password", data: new TextEncoder().encode("fleet-secret-pw\n") }]);
+      const vm = new Vm({ name: "remote-sftp-password-unpinned", initrd, extraArgs: NIC, append: `rd.usr.url=sftp://root@${GUEST_HOST}:${port}/usr.squashfs rd.usr.insecure=1 rd.emergency.timeout=3` });
+      const out = await bootToFailure(vm);
+      expect(out).toContain('boot failed in step "fetch-usr"');
+      expect(out).toContain("--sftp-host-key");
+      expect(out).not.toContain("fleet-secret-pw");
+    } finally {
+      rogue.close();
+    }
+    expect(contacted).toBe(0);
   }, BOOT_MS + 90_000);
 });
