@@ -5,6 +5,7 @@
 //
 // Parameter names and meanings: /work/shared/spec/boot-contract.md and
 // remote-usr.md.
+import { escapeControls } from "./text.ts";
 
 // ---------------------------------------------------------------------------
 // Tokeniser
@@ -112,22 +113,7 @@ export function splitCmdline(text: string): CmdlineWord[] {
 
 const SHOWN_VALUE_MAX = 80;
 
-/**
- * Makes text safe for a console message without shortening it: control
- * characters (escape sequences, carriage returns) must not garble the
- * screen. C0, DEL and C1 controls become \xNN; line separators,
- * bidirectional overrides and lone surrogates, which would reorder or break
- * the line, become \u{NNNN}. For text from outside (the command line, labels
- * read from a disk).
- */
-export function escapeControls(text: string): string {
-  return text
-    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
-    .replace(
-      /[\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
-      (c) => `\\u{${c.charCodeAt(0).toString(16).padStart(4, "0")}}`,
-    );
-}
+export { escapeControls };
 
 /**
  * Makes a value safe and short enough for a console message: a 1 MB typo

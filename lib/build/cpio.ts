@@ -1,6 +1,7 @@
 // newc ("070701") cpio, the only archive format the kernel's initramfs
 // unpacker (init/initramfs.c) accepts besides its checksummed twin "070702".
 // Pure: callers do the I/O.
+import { escapeControls } from "../text.ts";
 
 export type CpioEntry =
   | { kind: "dir"; path: string; mode?: number }
@@ -279,9 +280,12 @@ export function decodeNewc(archive: Uint8Array): { entries: CpioEntry[]; end: nu
     } catch {
       throw new CpioError("cpio name is not valid UTF-8", off);
     }
+    // The kernel ends a name at its first NUL; a reader that kept the rest
+    // would see a different file than the one unpacked at boot.
+    if (name.includes("\0")) throw new CpioError(`cpio name ${JSON.stringify(escapeControls(name.slice(0, name.indexOf("\0"))))} has a NUL before its end`, off);
     off = start + padTo(HEADER_SIZE + h.namesize, 4);
     const dataAt = off;
-    need(archive, dataAt, h.filesize, `data of "${name}"`);
+    need(archive, dataAt, h.filesize, `data of "${escapeControls(name)}"`);
     const data = archive.subarray(dataAt, dataAt + h.filesize);
     off = dataAt + padTo(h.filesize, 4);
     // Padding after the final entry may be missing in the wild; the kernel
@@ -291,7 +295,7 @@ export function decodeNewc(archive: Uint8Array): { entries: CpioEntry[]; end: nu
     if (magic === MAGIC_CRC) {
       let sum = 0;
       for (const b of data) sum = (sum + b) >>> 0;
-      if (sum !== h.check) throw new CpioError(`checksum mismatch for "${name}"`, start);
+      if (sum !== h.check) throw new CpioError(`checksum mismatch for "${escapeControls(name)}"`, start);
     }
 
     if (name === TRAILER) return { entries, end: off };
@@ -310,7 +314,7 @@ export function decodeNewc(archive: Uint8Array): { entries: CpioEntry[]; end: nu
         try {
           target = utf8Decoder.decode(data);
         } catch {
-          throw new CpioError(`symlink target of "${name}" is not valid UTF-8`, dataAt);
+          throw new CpioError(`symlink target of "${escapeControls(name)}" is not valid UTF-8`, dataAt);
         }
         entries.push({ kind: "symlink", path: name, target });
         break;
@@ -326,7 +330,7 @@ export function decodeNewc(archive: Uint8Array): { entries: CpioEntry[]; end: nu
         });
         break;
       default:
-        throw new CpioError(`unsupported file type 0o${type.toString(8)} for "${name}"`, start);
+        throw new CpioError(`unsupported file type 0o${type.toString(8)} for "${escapeControls(name)}"`, start);
     }
   }
 }

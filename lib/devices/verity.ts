@@ -14,6 +14,7 @@
 // The root hash is the digest of that top block, salted: hash type 1 (the normal format)
 // H(salt || block), hash type 0 (the Chrome OS format) H(block || salt).
 
+import { escapeControls } from "../text.ts";
 import { createHash, getHashes } from "node:crypto";
 
 export class VerityError extends Error {
@@ -104,7 +105,7 @@ export function parseVeritySuperblock(block: Uint8Array): VeritySuperblock {
   const algorithm = String.fromCharCode(...algBytes.subarray(0, nul));
   // veritysetup writes the kernel crypto name in lower case; node:crypto knows the common ones.
   const dsize = digestSize(algorithm);
-  if (dsize === undefined) throw new VerityError(`verity hash algorithm "${algorithm}" is not supported`);
+  if (dsize === undefined) throw new VerityError(`verity hash algorithm "${escapeControls(algorithm)}" is not supported`);
 
   const dataBlockSize = v.getUint32(64, true);
   const hashBlockSize = v.getUint32(68, true);
