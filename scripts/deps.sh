@@ -15,7 +15,7 @@ PACKAGES=(
   dmsetup                # dm status check (initrd)
   squashfs-tools         # mksquashfs for test images
   fdisk gdisk            # sfdisk/sgdisk for GPT test disks
-  e2fsprogs dosfstools btrfs-progs xfsprogs erofs-utils  # filesystems for probe tests and plain /usr
+  e2fsprogs dosfstools btrfs-progs xfsprogs erofs-utils genisoimage  # filesystems for probe tests and plain /usr
   zstd xz-utils gzip cpio   # initrd compression; cpio cross-checks in unit tests
   mtools                 # mcopy fills the vfat ESP of the kexec scenarios without a loop mount
   openssh-server openssl    # SFTP and HTTPS servers for the remote /usr tests
