@@ -1,12 +1,13 @@
 #!/usr/bin/env bun
-// The initrd builder: compiles init/ into one executable and packs the
-// minimal initrd around it. `bun build.ts --help` lists the options.
+// The initrd builder's command line: the work is in lib/initrd/ (compiling
+// init/, packing the minimal initrd). `bun build.ts --help` lists the options.
 import fs from "node:fs";
 import path from "node:path";
 import parseArgs from "yargs-parser";
-import { DEFAULT_MODULES, ModuleSelectionError } from "./lib/build/modules.ts";
-import { BuildError } from "./lib/build/tree.ts";
-import { buildInitrd, FLATCAR_VERITY_HASH_OFFSET, type Compression } from "./lib/build/initrd.ts";
+import { DEFAULT_MODULES, ModuleSelectionError } from "./lib/initrd/modules.ts";
+import { BuildError } from "./lib/initrd/tree.ts";
+import { compileInit } from "./lib/initrd/compile.ts";
+import { buildInitrd, FLATCAR_VERITY_HASH_OFFSET, type Compression } from "./lib/initrd/initrd.ts";
 
 const HELP = `usage: bun build.ts [options]
   --out FILE                 initrd to write (default dist/initrd.img)
@@ -42,32 +43,6 @@ function num(name: string, v: unknown): number | undefined {
   return n;
 }
 
-/** Compiles the init; returns the path of the executable. */
-export async function compileInit(outfile: string, target = "bun-linux-x64"): Promise<string> {
-  fs.mkdirSync(path.dirname(outfile), { recursive: true });
-  const argv = [
-    process.execPath,
-    "build",
-    "--compile",
-    `--target=${target}`,
-    // A compiled app would read .env and bunfig.toml from the cwd (/) at boot.
-    "--no-compile-autoload-dotenv",
-    "--no-compile-autoload-bunfig",
-    // ssh2's optional native addons do not load in Bun (it falls back to pure
-    // JS); leave them out of the bundle instead of failing on them.
-    "--external=cpu-features",
-    "--external=*.node",
-    "--minify",
-    "--bytecode",
-    `--outfile=${outfile}`,
-    path.join(ROOT, "init/main.ts"),
-  ];
-  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, BUN_BE_BUN: "1" } });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) fail(`compiling init/main.ts failed:\n${out}${err}`);
-  return outfile;
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
     string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target", "reference-init", "usr-hashes", "sftp-key", "sftp-host-key", "emergency-password-hash"],
@@ -92,7 +67,13 @@ async function main(): Promise<void> {
   if (referenceInit && !fs.existsSync(referenceInit)) fail(`--reference-init ${referenceInit} does not exist`);
   if (referenceInit && args.initBinary) fail("--reference-init and --init-binary exclude each other");
   // The reference initrd has no Bun executable: nothing to compile.
-  const initBinary = referenceInit ? undefined : args.initBinary ? path.resolve(args.initBinary) : await compileInit(path.join(ROOT, "dist/bunboot-init"), args.target);
+  let initBinary: string | undefined;
+  try {
+    initBinary = referenceInit ? undefined : args.initBinary ? path.resolve(args.initBinary) : await compileInit(path.join(ROOT, "dist/bunboot-init"), args.target);
+  } catch (e) {
+    if (e instanceof BuildError) fail(e.message);
+    throw e;
+  }
   if (initBinary && !fs.existsSync(initBinary)) fail(`--init-binary ${initBinary} does not exist`);
   const extra = (args.addModules ?? "").split(",").map((s: string) => s.trim()).filter(Boolean);
   try {

@@ -9,8 +9,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import parseArgs from "yargs-parser";
-import { resolveClosure } from "../lib/build/elf.ts";
-import { hostFs } from "../lib/build/tree.ts";
+import { resolveClosure } from "../lib/initrd/elf.ts";
+import { hostFs } from "../lib/initrd/tree.ts";
 import { REPO, Vm } from "../qemu-tests/harness/vm.ts";
 import { parseBoot } from "../lib/bootlog.ts";
 import { buildDisk } from "./run.ts";

@@ -16,7 +16,8 @@ import { handOverPxe, mountFullInitrd, NEW_ROOT, switchRoot, SYSUSR } from "../l
 import { DeviceManager } from "../lib/uevent/manager.ts";
 import { openUsrVerity } from "../lib/usr-verity.ts";
 import { bringUpNetwork } from "../lib/net/up.ts";
-import { fetchUsr, USR_HASHES } from "../lib/remote-usr.ts";
+import { fetchUsr } from "../lib/remote-usr.ts";
+import { USR_HASHES } from "../lib/paths.ts";
 import { redactText, redactUrl } from "../lib/redact.ts";
 import { dualTimestampUsec, reboot, RB } from "../lib/sys/index.ts";
 import { writeBlacklist } from "../lib/kmod.ts";

@@ -3,7 +3,8 @@
 // verification with a confusing message. Every rejection must name the file,
 // because the fix is a rebuild, not a command-line change.
 import { describe, expect, test } from "bun:test";
-import { CONFIG_PATH, FLATCAR_VERITY_HASH_OFFSET, parseConfig } from "./config.ts";
+import { FLATCAR_VERITY_HASH_OFFSET, parseConfig } from "./config.ts";
+import { CONFIG_PATH } from "./paths.ts";
 
 function thrown(fn: () => unknown): Error {
   try {

@@ -3,12 +3,9 @@
 // from the command line instead.
 import fs from "node:fs";
 
-export const CONFIG_PATH = "/etc/bunboot/config.json";
+import { CONFIG_PATH } from "./paths.ts";
 /** Flatcar's hash offset: 260094 data blocks of 4096 bytes. */
 export const FLATCAR_VERITY_HASH_OFFSET = 1065345024;
-
-/** Where the builder puts the argon2id hash that guards the shell (build.ts --emergency-password-hash). */
-export const EMERGENCY_PASSWORD_HASH = "/etc/bunboot/emergency-password-hash";
 
 /** The PHC string form Bun.password.hash writes: $argon2id$v=19$m=..,t=..,p=..$salt$hash. */
 export const ARGON2ID_HASH = /^\$argon2id\$v=19\$m=\d{1,7},t=\d{1,4},p=\d{1,3}\$[A-Za-z0-9+/]{11,128}\$[A-Za-z0-9+/]{16,128}$/;

@@ -3,12 +3,12 @@
 // retry the boot after the shell is left.
 import fs from "node:fs";
 import type { BootParams } from "./cmdline.ts";
-import { ARGON2ID_HASH, EMERGENCY_PASSWORD_HASH } from "./config.ts";
+import { ARGON2ID_HASH } from "./config.ts";
+import { BUSYBOX, EMERGENCY_PASSWORD_HASH } from "./paths.ts";
 import { consoleWrite, log } from "./log.ts";
 import { discardInput, pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
 import { runOnConsole } from "./spawn.ts";
 
-export const BUSYBOX = "/bin/busybox";
 export const SHELL_ENV: Record<string, string> = {
   PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
   HOME: "/",

@@ -9,8 +9,7 @@ import { redactUrl, type SftpCredentials } from "./fetch/sources.ts";
 import { ChunkVerifier, NoVerifier, parseStreamHashList, WholeImageVerifier, type StreamVerifier } from "./streamhash.ts";
 import type { UsrPlan } from "./plan.ts";
 
-export const USR_HASHES = "/etc/bunboot/usr.hashes";
-const SFTP_DIR = "/etc/bunboot/sftp";
+import { SFTP_HOST_KEY, SFTP_KEY, SFTP_PASSWORD, USR_HASHES } from "./paths.ts";
 
 function readOptional(path: string): string | undefined {
   try {
@@ -22,10 +21,10 @@ function readOptional(path: string): string | undefined {
 
 export function sftpCredentials(): SftpCredentials {
   return {
-    privateKey: readOptional(`${SFTP_DIR}/id`),
+    privateKey: readOptional(SFTP_KEY),
     // Arrives in an appended cpio, never on the command line.
-    password: readOptional(`${SFTP_DIR}/password`)?.trim(),
-    hostKeySha256: readOptional(`${SFTP_DIR}/hostkey`)?.trim(),
+    password: readOptional(SFTP_PASSWORD)?.trim(),
+    hostKeySha256: readOptional(SFTP_HOST_KEY)?.trim(),
   };
 }
 

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { createHash } from "node:crypto";
-import { encodeNewc } from "../lib/build/cpio.ts";
+import { encodeNewc } from "../lib/initrd/cpio.ts";
 import { startTestServer, type TestServer } from "../lib/fetch/testserver.ts";
 import { formatStreamHashList, StreamHasher } from "../lib/streamhash.ts";
 import { fixtures, initrdWith, requireInitrd } from "./harness/fixtures.ts";

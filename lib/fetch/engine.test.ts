@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createHash, randomBytes } from "node:crypto";
-import { encodeNewc } from "../build/cpio.ts";
+import { encodeNewc } from "../initrd/cpio.ts";
 import { ChunkVerifier, NoVerifier, StreamHasher, WholeImageVerifier, type StreamVerifier } from "../streamhash.ts";
 import { fetchImage, FetchFailure, type FetchPlan } from "./engine.ts";
 import { openSource } from "./sources.ts";

@@ -3,7 +3,7 @@
 // must finish quickly with output or an UnwrapError, never loop, never throw
 // anything else, and never emit bytes that do not start a squashfs.
 import { describe, expect, test } from "bun:test";
-import { encodeNewc, type CpioEntry } from "../build/cpio.ts";
+import { encodeNewc, type CpioEntry } from "../initrd/cpio.ts";
 import { UnwrapError, UsrImageUnwrapper } from "./unwrap.ts";
 
 /** mulberry32: a small deterministic PRNG, so a failure reproduces. */

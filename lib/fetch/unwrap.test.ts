@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { encodeNewc } from "../build/cpio.ts";
+import { encodeNewc } from "../initrd/cpio.ts";
 import { UnwrapError, UsrImageUnwrapper } from "./unwrap.ts";
 
 const squash = Buffer.concat([Buffer.from("hsqs"), randomBytes(10_001)]);

@@ -7,7 +7,7 @@
 // whole-image hash), so every header field is exactly 8 hex digits, name
 // sizes are bounded as the kernel bounds them, and every step of the loop
 // consumes input or moves to a state that does: it always terminates.
-import { S_IFMT, S_IFREG } from "../build/cpio.ts";
+import { S_IFMT, S_IFREG } from "../initrd/cpio.ts";
 
 export class UnwrapError extends Error {
   constructor(message: string) {
@@ -19,7 +19,7 @@ export class UnwrapError extends Error {
 const SQUASHFS_MAGIC = [0x68, 0x73, 0x71, 0x73]; // "hsqs"
 const CPIO_MAGIC = "070701";
 const HEADER = 110;
-// The kernel rejects names longer than PATH_MAX (NUL included); so does lib/build/cpio.ts.
+// The kernel rejects names longer than PATH_MAX (NUL included); so does lib/initrd/cpio.ts.
 const MAX_NAMESIZE = 4096;
 const TRAILER = "TRAILER!!!";
 const FIELDS = ["ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devmajor", "devminor", "rdevmajor", "rdevminor", "namesize", "check"] as const;

@@ -10,8 +10,7 @@ import { runChecked, run } from "../spawn.ts";
 import type { DeviceManager } from "../uevent/manager.ts";
 import { parseIp, parseNameserver, IpConfigError, type IpConfig } from "./ipconfig.ts";
 
-export const BUSYBOX = "/bin/busybox";
-export const UDHCPC_SCRIPT = "/etc/bunboot/udhcpc.script";
+import { BUSYBOX, UDHCPC_SCRIPT } from "../paths.ts";
 const LEASE_DIR = "/run/bunboot";
 
 /** The udhcpc hook shipped in the initrd: it records the lease, nothing else. */

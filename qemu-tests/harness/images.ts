@@ -4,9 +4,9 @@
 // /init prints facts about the hand-over and powers off.
 import fs from "node:fs";
 import path from "node:path";
-import { encodeNewc, type CpioEntry } from "../../lib/build/cpio.ts";
-import { resolveClosure } from "../../lib/build/elf.ts";
-import { hostFs } from "../../lib/build/tree.ts";
+import { encodeNewc, type CpioEntry } from "../../lib/initrd/cpio.ts";
+import { resolveClosure } from "../../lib/initrd/elf.ts";
+import { hostFs } from "../../lib/initrd/tree.ts";
 import { REPO } from "./vm.ts";
 
 export const CACHE = path.join(REPO, ".cache/images");

@@ -4,8 +4,8 @@
 // and GPT attributes that make USR-B the next slot with one try left.
 import fs from "node:fs";
 import path from "node:path";
-import { resolveClosure } from "../../lib/build/elf.ts";
-import { hostFs } from "../../lib/build/tree.ts";
+import { resolveClosure } from "../../lib/initrd/elf.ts";
+import { hostFs } from "../../lib/initrd/tree.ts";
 import { VERITY_HASH_OFFSET } from "../../lib/kexec/plan.ts";
 import { buildUsrTree, CACHE, sh, ext4, FLATCAR_USR_BYTES, gptDisk, squashfs, USR_A_UUID, USR_B_UUID, USR_TYPE, verityImage, type VerityImage } from "./images.ts";
 import { DIST_INITRD, kernelImage, REPO } from "./vm.ts";

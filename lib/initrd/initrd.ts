@@ -10,8 +10,9 @@ import { encodeNewc } from "./cpio.ts";
 import { elfSection } from "./elf-section.ts";
 import { modinfoValues, parseBuiltin, parseModulesDep, selectModules } from "./modules.ts";
 import { BuildError, InitrdTree } from "./tree.ts";
-import { ARGON2ID_HASH, EMERGENCY_PASSWORD_HASH, FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
-import { UDHCPC_SCRIPT, UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
+import { ARGON2ID_HASH, FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
+import { UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
+import { BUSYBOX, CONFIG_PATH, EMERGENCY_PASSWORD_HASH, INIT_PATH, SFTP_HOST_KEY, SFTP_KEY, SHIM_PATH, UDHCPC_SCRIPT, USR_HASHES } from "../paths.ts";
 import { parseStreamHashList } from "../streamhash.ts";
 
 export type Compression = "zstd" | "xz" | "gzip" | "none";
@@ -45,7 +46,6 @@ export interface BuildOptions {
   log?: (line: string) => void;
 }
 
-export const INIT_PATH = "/bin/bunboot-init";
 
 /**
  * CPU features the Bun runtime executes without checking: the x86-64-v2 set
@@ -67,11 +67,11 @@ export const X86_64_CPU_FLAGS = ["cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2"
 //
 // The kernel hands unknown command-line words to init as environment
 // variables, so nothing the script relies on (IFS, PATH) is taken from there.
-export const SHIM = `#!/bin/busybox sh
+export const SHIM = `#!${BUSYBOX} sh
 IFS=' 	
 '
 PATH=/sbin:/bin
-B=/bin/busybox
+B=${BUSYBOX}
 $B mount -t proc -o nosuid,nodev,noexec proc /proc || echo "bunboot shim: cannot mount /proc" >/dev/console
 missing=
 if [ "$($B uname -m)" = x86_64 ]; then
@@ -252,7 +252,7 @@ function addSkeleton(tree: InitrdTree): void {
 }
 
 function addBusybox(tree: InitrdTree, busybox: string): void {
-  tree.hostBinary(busybox, "/bin/busybox", "tools");
+  tree.hostBinary(busybox, BUSYBOX, "tools");
   const r = Bun.spawnSync([path.join(tree.sysroot, busybox), "--list-full"]);
   if (r.exitCode !== 0) throw new BuildError(`${busybox} --list-full failed: is it busybox?`);
   const kmodNames = new Set(KMOD_LINKS.concat(["depmod"]));
@@ -260,8 +260,8 @@ function addBusybox(tree: InitrdTree, busybox: string): void {
     // kmod's tools win over busybox's applets of the same name.
     if (kmodNames.has(path.basename(applet))) continue;
     const p = "/" + applet.replace(/^usr\//, "");
-    if (p === "/bin/busybox" || p === "/init" || p.startsWith("/linuxrc")) continue;
-    tree.symlink(p, "/bin/busybox", "tools");
+    if (p === BUSYBOX || p === SHIM_PATH || p.startsWith("/linuxrc")) continue;
+    tree.symlink(p, BUSYBOX, "tools");
   }
 }
 
@@ -280,7 +280,7 @@ function addRemoteUsr(tree: InitrdTree, opts: BuildOptions): void {
     } catch (e) {
       throw new BuildError((e as Error).message);
     }
-    tree.file("/etc/bunboot/usr.hashes", new TextEncoder().encode(text), 0o644, "skeleton");
+    tree.file(USR_HASHES, new TextEncoder().encode(text), 0o644, "skeleton");
   }
   if (opts.sftpKey) {
     let key: Uint8Array;
@@ -290,11 +290,11 @@ function addRemoteUsr(tree: InitrdTree, opts: BuildOptions): void {
       throw new BuildError(`--sftp-key ${opts.sftpKey}: cannot read the file`);
     }
     if (!new TextDecoder().decode(key.subarray(0, 64)).includes("PRIVATE KEY")) throw new BuildError(`--sftp-key ${opts.sftpKey}: not a PEM/OpenSSH private key`);
-    tree.file("/etc/bunboot/sftp/id", key, 0o600, "skeleton");
+    tree.file(SFTP_KEY, key, 0o600, "skeleton");
   }
   if (opts.sftpHostKey) {
     if (!/^SHA256:[A-Za-z0-9+/]{43}$/.test(opts.sftpHostKey)) throw new BuildError(`--sftp-host-key expects a fingerprint as ssh-keygen -lf prints it (SHA256:<43 base64 chars>), got ${opts.sftpHostKey}`);
-    tree.file("/etc/bunboot/sftp/hostkey", new TextEncoder().encode(opts.sftpHostKey + "\n"), 0o644, "skeleton");
+    tree.file(SFTP_HOST_KEY, new TextEncoder().encode(opts.sftpHostKey + "\n"), 0o644, "skeleton");
   }
 }
 
@@ -329,12 +329,12 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   addEmergencyPassword(tree, opts.emergencyPasswordHash);
   let initSize = 0;
   if (opts.referenceInit) {
-    tree.file("/init", new Uint8Array(fs.readFileSync(opts.referenceInit)), 0o755, "init script");
+    tree.file(SHIM_PATH, new Uint8Array(fs.readFileSync(opts.referenceInit)), 0o755, "init script");
   } else {
     if (!opts.initBinary) throw new BuildError("no init: pass the compiled init (initBinary) or a reference init script");
     tree.builtBinary(opts.initBinary, INIT_PATH, "bun init");
     initSize = fs.statSync(opts.initBinary).size;
-    tree.file("/init", new TextEncoder().encode(SHIM), 0o755, "skeleton");
+    tree.file(SHIM_PATH, new TextEncoder().encode(SHIM), 0o755, "skeleton");
   }
   addBusybox(tree, opts.busybox);
   for (const [candidates, dest] of TOOLS) tree.hostBinary(firstExisting(tree, candidates), dest, "tools");
@@ -355,7 +355,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     .digest("hex")
     .slice(0, 16);
   const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver };
-  tree.file("/etc/bunboot/config.json", new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), 0o644, "skeleton");
+  tree.file(CONFIG_PATH, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), 0o644, "skeleton");
 
   const parts = encodeNewc(tree.list());
   const uncompressed = parts.reduce((n, p) => n + p.length, 0);

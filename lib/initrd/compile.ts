@@ -1,0 +1,33 @@
+// Compiling the init (init/main.ts) into one executable with Bun's own
+// compiler, as the initrd ships it.
+import fs from "node:fs";
+import path from "node:path";
+import { BuildError } from "./tree.ts";
+
+const REPO = path.resolve(import.meta.dir, "../..");
+
+/** Compiles the init; returns the path of the executable. */
+export async function compileInit(outfile: string, target = "bun-linux-x64"): Promise<string> {
+  fs.mkdirSync(path.dirname(outfile), { recursive: true });
+  const argv = [
+    process.execPath,
+    "build",
+    "--compile",
+    `--target=${target}`,
+    // A compiled app would read .env and bunfig.toml from the cwd (/) at boot.
+    "--no-compile-autoload-dotenv",
+    "--no-compile-autoload-bunfig",
+    // ssh2's optional native addons do not load in Bun (it falls back to pure
+    // JS); leave them out of the bundle instead of failing on them.
+    "--external=cpu-features",
+    "--external=*.node",
+    "--minify",
+    "--bytecode",
+    `--outfile=${outfile}`,
+    path.join(REPO, "init/main.ts"),
+  ];
+  const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, BUN_BE_BUN: "1" } });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new BuildError(`compiling init/main.ts failed:\n${out}${err}`);
+  return outfile;
+}
