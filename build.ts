@@ -25,6 +25,9 @@ const HELP = `usage: bun build.ts [options]
   --usr-hashes FILE          stream-hash list of the rd.usr.url= image (bunboot stream-hash IMAGE > FILE)
   --sftp-key FILE            SSH private key for sftp:// /usr images
   --sftp-host-key SHA256:... pin the SFTP server's host key (ssh-keygen -lf)
+  --layout flat|payload      payload: the init, tools, libraries and modules in a squashfs the
+                             kernel only copies (pages decompressed on use); default flat
+  --payload-block-size N     squashfs block size of the payload image (default 1048576)
   --emergency-password-hash H  argon2id hash (Bun.password.hash) asked before any shell is given
   --reference-init FILE      a shell script as /init instead of the Bun init (benchmark reference)
 `;
@@ -45,7 +48,7 @@ function num(name: string, v: unknown): number | undefined {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target", "reference-init", "usr-hashes", "sftp-key", "sftp-host-key", "emergency-password-hash"],
+    string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target", "reference-init", "usr-hashes", "sftp-key", "sftp-host-key", "emergency-password-hash", "layout"],
     boolean: ["help"],
     configuration: { "strip-dashed": true },
   });
@@ -53,13 +56,15 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const known = new Set(["_", "out", "compress", "compressLevel", "kernelVersion", "modulesRoot", "firmwareRoot", "addModules", "verityHashOffset", "sysroot", "busybox", "initBinary", "target", "referenceInit", "usrHashes", "sftpKey", "sftpHostKey", "emergencyPasswordHash", "help"]);
+  const known = new Set(["_", "out", "compress", "compressLevel", "kernelVersion", "modulesRoot", "firmwareRoot", "addModules", "verityHashOffset", "sysroot", "busybox", "initBinary", "target", "referenceInit", "usrHashes", "sftpKey", "sftpHostKey", "emergencyPasswordHash", "layout", "payloadBlockSize", "help"]);
   for (const k of Object.keys(args)) if (!known.has(k)) fail(`unknown option --${k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}\n${HELP}`);
   if (args._.length > 0) fail(`unexpected argument ${args._[0]}\n${HELP}`);
   const compress = (args.compress ?? "zstd") as Compression;
   if (!["zstd", "xz", "gzip", "none"].includes(compress)) fail(`--compress expects zstd, xz, gzip or none, got ${JSON.stringify(args.compress)}`);
   const verityHashOffset = num("verity-hash-offset", args.verityHashOffset) ?? FLATCAR_VERITY_HASH_OFFSET;
   if (verityHashOffset % 4096 !== 0 || verityHashOffset === 0) fail(`--verity-hash-offset must be a positive multiple of 4096, got ${verityHashOffset}`);
+  const layout = (args.layout ?? "flat") as "flat" | "payload";
+  if (!["flat", "payload"].includes(layout)) fail(`--layout expects flat or payload, got ${JSON.stringify(args.layout)}`);
   const out = path.resolve(args.out ?? path.join(ROOT, "dist/initrd.img"));
 
   const t0 = performance.now();
@@ -94,6 +99,8 @@ async function main(): Promise<void> {
       sftpKey: args.sftpKey,
       sftpHostKey: args.sftpHostKey,
       emergencyPasswordHash: args.emergencyPasswordHash,
+      layout,
+      payloadBlockSize: num("payload-block-size", args.payloadBlockSize),
     });
     const mib = (n: number) => (n / 1048576).toFixed(1).padStart(7) + " MiB";
     console.log(`initrd ${r.out} for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

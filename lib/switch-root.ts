@@ -3,6 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { peakRssText, switchingRootText } from "./bootlog.ts";
+import { PAYLOAD_MOUNT } from "./initrd/payload.ts";
 import { log } from "./log.ts";
 import { chroot, execveKeepFds, memfdWithData, mount, MS, MNT_DETACH, reboot, RB, umount, sync } from "./sys/index.ts";
 import { isMountpoint, mkdirs, mountSquashfsFile } from "./mounts.ts";
@@ -197,7 +198,10 @@ export function switchRoot(opts: SwitchRootOptions): never {
     // Flatcar's minimal init does, so stage 2 mounts them its own way.
     fs.mkdirSync(NEW_ROOT + "/run", { recursive: true, mode: 0o755 });
     mount("/run", NEW_ROOT + "/run", null, MS.MOVE, null);
-    for (const t of ["/dev/pts", "/sys", "/dev"]) {
+    // The payload image (lib/initrd/payload.ts) is detached, not unmounted:
+    // this process still runs from it. Its loop device (autoclear) and the
+    // image file, deleted below with the old root, are freed by the exec.
+    for (const t of ["/dev/pts", "/sys", "/dev", PAYLOAD_MOUNT]) {
       try {
         umount(t, MNT_DETACH);
       } catch {}

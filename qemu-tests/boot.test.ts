@@ -4,11 +4,13 @@ import { describe, expect, test } from "bun:test";
 import path from "node:path";
 import { fixtures, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, concatInitrds, cpioArchive, USR_A_UUID } from "./harness/images.ts";
-import { bootToStage2 as runStage2, Vm } from "./harness/vm.ts";
+import { bootToStage2 as runStage2, REPO, Vm } from "./harness/vm.ts";
 
 const BOOT_MS = 240_000;
 
 const bootToStage2 = (vm: Vm) => runStage2(vm, BOOT_MS);
+/** The same init in the payload layout (scripts/test.sh builds it beside dist/initrd.img). */
+const PAYLOAD_INITRD = path.join(REPO, "dist/initrd-payload.img");
 
 function expectHandover(facts: Record<string, string>) {
   // The full initrd runs as PID 1 on the overlay, and no stage-1 process is left.
@@ -20,6 +22,10 @@ function expectHandover(facts: Record<string, string>) {
   expect(Number(facts.shmem_kib)).toBeLessThan(40 * 1024);
   // The boot log survived in /run for stage 2.
   expect(Number(facts.bootlog)).toBeGreaterThan(0);
+  // Nothing of the first stage stays attached: the full initrd's own loop
+  // device is the only one (a payload image would show up here).
+  expect(facts.loops!.trim().split(/\s+/)).toEqual(["/sysusr/usr/lib/flatcar/bootengine.img"]);
+  expect(facts.payload_mounts).toBe("0");
 }
 
 describe("boot to the full initrd", () => {
@@ -108,5 +114,32 @@ describe("boot to the full initrd", () => {
     expect(out).not.toContain("Kernel panic");
     expect(out).not.toContain("STAGE2:");
     expect(out).not.toMatch(/mounted .* on \/sysusr\/usr/);
+  }, BOOT_MS + 90_000);
+
+  test("6. the payload layout: the shim mounts the image, the init runs from it, stage 2 gets the loop device and the RAM back", async () => {
+    const vm = new Vm({
+      name: "payload-verity",
+      initrd: PAYLOAD_INITRD,
+      disks: [fx.flatcarDisk],
+      append: `mount.usr=/dev/mapper/usr verity.usr=PARTUUID=${USR_A_UUID} verity.usrhash=${fx.usrA.rootHash}`,
+    });
+    const facts = await bootToStage2(vm);
+    expectHandover(facts);
+    expect(facts.slot).toBe("USR-A");
+    expect(facts.verity).toMatch(/^0 \d+ verity V$/);
+    // The kernel only copied the image: what it unpacked is a few MiB plus the image itself.
+    expect(vm.console).toMatch(/Freeing initrd memory: \d+K/);
+    expect(vm.console).toMatch(/loop0: detected capacity change/);
+  }, BOOT_MS + 90_000);
+
+  test("7. the payload layout with PXE: /usr.squashfs appended after the payload image", async () => {
+    const usrCpio = cpioArchive(path.join(CACHE, "usr.cpio"), [{ path: "usr.squashfs", hostFile: fx.usrSquashfs }]);
+    const initrd = concatInitrds(path.join(CACHE, "initrd-payload-pxe.img"), [PAYLOAD_INITRD, usrCpio]);
+    const facts = await bootToStage2(new Vm({ name: "payload-pxe", initrd, append: "" }));
+    expect(facts.pid).toBe("1");
+    expect(facts.sysusr).toMatch(/^\/dev\/loop\d+ squashfs ro/);
+    expect(facts.usr_squashfs).toBe("present");
+    expect(facts.payload_mounts).toBe("0");
+    expect(facts.loops).not.toContain(".payload.img");
   }, BOOT_MS + 90_000);
 });

@@ -6,12 +6,13 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createHash } from "node:crypto";
-import { encodeNewc } from "./cpio.ts";
+import { encodeNewc, type CpioEntry } from "./cpio.ts";
 import { elfSection } from "./elf-section.ts";
 import { modinfoValues, parseBuiltin, parseModulesDep, selectModules } from "./modules.ts";
 import { BuildError, InitrdTree } from "./tree.ts";
 import { ARGON2ID_HASH, FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
 import { UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
+import { PAYLOAD_IMAGE, PAYLOAD_MOUNT, bootModuleOrder, splitPayload } from "./payload.ts";
 import { BUSYBOX, CONFIG_PATH, EMERGENCY_PASSWORD_HASH, INIT_PATH, SFTP_HOST_KEY, SFTP_KEY, SHIM_PATH, UDHCPC_SCRIPT, USR_HASHES } from "../paths.ts";
 import { parseStreamHashList } from "../streamhash.ts";
 
@@ -43,6 +44,14 @@ export interface BuildOptions {
   sftpHostKey?: string;
   /** argon2id hash of the password asked before any shell (a locked-down console). */
   emergencyPasswordHash?: string;
+  /**
+   * flat: one compressed archive the kernel unpacks whole. payload: the init,
+   * tools, libraries, modules and firmware in a squashfs image (lib/initrd/payload.ts)
+   * that the kernel only copies and the shim mounts; pages are decompressed on demand.
+   */
+  layout?: "flat" | "payload";
+  /** squashfs block size of the payload image (bytes, power of two, 4 KiB .. 1 MiB). */
+  payloadBlockSize?: number;
   log?: (line: string) => void;
 }
 
@@ -61,48 +70,30 @@ export const X86_64_CPU_FLAGS = ["cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2"
 //
 // It also checks the CPU first: a runtime that dies of an invalid opcode as
 // PID 1 panics the kernel ("Attempted to kill init!") before it could say
-// why. On such a CPU the shim says what is missing and follows rd.emergency=
-// and rd.shell= itself, and it never exits. A password-protected initrd gets
-// no shell here: busybox cannot check an argon2id hash.
+// why. On such a CPU, or when the payload image cannot be mounted, the shim
+// says what is wrong and follows rd.emergency= and rd.shell= itself, and it
+// never exits. A password-protected initrd gets no shell here: busybox
+// cannot check an argon2id hash.
+//
+// With the payload layout it loads the modules a squashfs on a loop device
+// needs and mounts the image read-only before the exec; the init detaches
+// it at the switch root, so the loop device and the image go with the exec.
 //
 // The kernel hands unknown command-line words to init as environment
 // variables, so nothing the script relies on (IFS, PATH) is taken from there.
-export const SHIM = `#!${BUSYBOX} sh
+export function shimScript(payload?: { modules: string[] }): string {
+  const mountPayload = payload
+    ? `${payload.modules.map((m) => `$B insmod ${m} 2>/dev/null || $B grep -q "^${path.posix.basename(m, ".ko").replace(/-/g, "_")} " /proc/modules || give_up "cannot load ${m}, needed to mount the payload image"`).join("\n")}
+$B mount -t squashfs -o ro,loop ${PAYLOAD_IMAGE} ${PAYLOAD_MOUNT} || give_up "cannot mount the payload image ${PAYLOAD_IMAGE} (squashfs over a loop device) at ${PAYLOAD_MOUNT}"
+`
+    : "";
+  return `#!${BUSYBOX} sh
 IFS=' 	
 '
 PATH=/sbin:/bin
 B=${BUSYBOX}
-$B mount -t proc -o nosuid,nodev,noexec proc /proc || echo "bunboot shim: cannot mount /proc" >/dev/console
-missing=
-if [ "$($B uname -m)" = x86_64 ]; then
-  flags=" $($B grep -m1 '^flags' /proc/cpuinfo | $B cut -d: -f2) "
-  for f in ${X86_64_CPU_FLAGS.join(" ")}; do
-    case "$flags" in *" $f "*) ;; *) missing="$missing $f" ;; esac
-  done
-fi
-if [ -z "$missing" ]; then
-  exec ${INIT_PATH} "$@"
-fi
 
 say() { echo "bunboot: $*" >/dev/console; echo "<3>bunboot: $*" >/dev/kmsg 2>/dev/null; }
-$B mount -t sysfs -o nosuid,nodev,noexec sysfs /sys 2>/dev/null
-$B mount -t devtmpfs -o nosuid devtmpfs /dev 2>/dev/null
-say "this CPU lacks$missing, which the Bun runtime needs (x86-64-v2: Nehalem or newer; no Bun build runs on this CPU); the boot cannot continue"
-set -f
-action=prompt shell=1 timeout=60
-for word in $($B cat /proc/cmdline); do
-  case "$word" in
-    rd.emergency=*) action=\${word#*=} ;;
-    rd.emergency.timeout=*) timeout=\${word#*=} ;;
-    rd.shell=0|rd.shell=no|rd.shell=off|rd.shell=false) shell=0 ;;
-    rd.shell|rd.shell=1|rd.shell=yes|rd.shell=on|rd.shell=true) shell=1 ;;
-  esac
-done
-case "$timeout" in ''|*[!0-9]*) timeout=60 ;; esac
-if [ "$shell" = 1 ] && [ -e ${EMERGENCY_PASSWORD_HASH} ]; then
-  say "the emergency shell is password-protected and the password cannot be checked without the Bun runtime: no shell"
-  shell=0
-fi
 power() {
   say "$1 now"
   $B sync
@@ -112,31 +103,68 @@ power() {
 shell_forever() {
   while :; do
     $B setsid $B cttyhack $B sh -l
-    say "the boot cannot continue on this CPU: the shell starts again (reboot -f to restart)"
+    say "the boot cannot continue: the shell starts again (reboot -f to restart)"
   done
 }
-case "$action" in
-  reboot|poweroff|halt) power "$action" ;;
-esac
-if [ "$shell" = 0 ]; then
-  if [ "$timeout" = 0 ]; then
-    say "rd.shell=0: no emergency shell; no automatic reboot (rd.emergency.timeout=0)"
-    while :; do $B sleep 3600; done
+# The busybox fallback when the Bun init cannot start: says why, then
+# follows rd.emergency=, rd.emergency.timeout= and rd.shell= like the init.
+give_up() {
+  $B mount -t sysfs -o nosuid,nodev,noexec sysfs /sys 2>/dev/null
+  $B mount -t devtmpfs -o nosuid devtmpfs /dev 2>/dev/null
+  say "$1; the boot cannot continue"
+  set -f
+  action=prompt shell=1 timeout=60
+  for word in $($B cat /proc/cmdline); do
+    case "$word" in
+      rd.emergency=*) action=\${word#*=} ;;
+      rd.emergency.timeout=*) timeout=\${word#*=} ;;
+      rd.shell=0|rd.shell=no|rd.shell=off|rd.shell=false) shell=0 ;;
+      rd.shell|rd.shell=1|rd.shell=yes|rd.shell=on|rd.shell=true) shell=1 ;;
+    esac
+  done
+  case "$timeout" in ''|*[!0-9]*) timeout=60 ;; esac
+  if [ "$shell" = 1 ] && [ -e ${EMERGENCY_PASSWORD_HASH} ]; then
+    say "the emergency shell is password-protected and the password cannot be checked without the Bun runtime: no shell"
+    shell=0
   fi
-  say "rd.shell=0: no emergency shell; rebooting in $timeout seconds"
-  $B sleep "$timeout"
+  case "$action" in
+    reboot|poweroff|halt) power "$action" ;;
+  esac
+  if [ "$shell" = 0 ]; then
+    if [ "$timeout" = 0 ]; then
+      say "rd.shell=0: no emergency shell; no automatic reboot (rd.emergency.timeout=0)"
+      while :; do $B sleep 3600; done
+    fi
+    say "rd.shell=0: no emergency shell; rebooting in $timeout seconds"
+    $B sleep "$timeout"
+    power reboot
+  fi
+  [ "$action" = shell ] && shell_forever
+  if [ "$timeout" = 0 ]; then
+    echo "Press Enter for emergency shell (rd.emergency.timeout=0: no automatic reboot)." >/dev/console
+    read -r line </dev/console && shell_forever
+  else
+    echo "Press Enter for emergency shell or wait $timeout seconds for reboot." >/dev/console
+    read -r -t "$timeout" line </dev/console && shell_forever
+  fi
   power reboot
+}
+
+$B mount -t proc -o nosuid,nodev,noexec proc /proc || echo "bunboot shim: cannot mount /proc" >/dev/console
+missing=
+if [ "$($B uname -m)" = x86_64 ]; then
+  flags=" $($B grep -m1 '^flags' /proc/cpuinfo | $B cut -d: -f2) "
+  for f in ${X86_64_CPU_FLAGS.join(" ")}; do
+    case "$flags" in *" $f "*) ;; *) missing="$missing $f" ;; esac
+  done
 fi
-[ "$action" = shell ] && shell_forever
-if [ "$timeout" = 0 ]; then
-  echo "Press Enter for emergency shell (rd.emergency.timeout=0: no automatic reboot)." >/dev/console
-  read -r line </dev/console && shell_forever
-else
-  echo "Press Enter for emergency shell or wait $timeout seconds for reboot." >/dev/console
-  read -r -t "$timeout" line </dev/console && shell_forever
-fi
-power reboot
+[ -z "$missing" ] || give_up "this CPU lacks$missing, which the Bun runtime needs (x86-64-v2: Nehalem or newer; no Bun build runs on this CPU)"
+${mountPayload}exec ${INIT_PATH} "$@"
 `;
+}
+
+/** The shim of the flat layout. */
+export const SHIM = shimScript();
 
 // Host locations of the tools; the initrd path drops a leading /usr.
 const TOOLS: Array<[string[], string]> = [
@@ -357,12 +385,70 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver };
   tree.file(CONFIG_PATH, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), 0o644, "skeleton");
 
+  fs.mkdirSync(path.dirname(opts.out), { recursive: true });
+  if ((opts.layout ?? "flat") === "payload" && !opts.referenceInit) {
+    const modulesDep = tree.entries.get(`/lib/modules/${kver}/modules.dep`);
+    const order = bootModuleOrder(modulesDep?.kind === "file" ? new TextDecoder().decode(modulesDep.data) : "", ["loop", "squashfs"]);
+    const split = splitPayload([...tree.entries.values()], order.map((rel) => `/lib/modules/${kver}/${rel}`));
+    tree.file(SHIM_PATH, new TextEncoder().encode(shimScript({ modules: split.bootModules })), 0o755, "skeleton");
+    const shim = tree.entries.get(SHIM_PATH)!;
+    const outer = split.outer.map((e) => (e.path === SHIM_PATH ? shim : e));
+    const image = makeSquashfs(split.payload, opts);
+    const parts = encodeNewc(outer);
+    const uncompressed = parts.reduce((n, p) => n + p.length, 0) + image.length;
+    await compressTo(parts, opts.out, opts.compress, opts.compressLevel);
+    // The kernel takes an uncompressed archive after a compressed one only at
+    // a 4-byte boundary (zero bytes between archives are skipped).
+    const fd = fs.openSync(opts.out, "a");
+    try {
+      const size = fs.fstatSync(fd).size;
+      fs.writeSync(fd, new Uint8Array((4 - (size % 4)) % 4));
+      for (const part of encodeNewc([{ kind: "file", path: PAYLOAD_IMAGE, mode: 0o444, data: image }])) fs.writeSync(fd, part);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const breakdown = tree.breakdown();
+    breakdown.set("payload image", image.length);
+    log(`payload layout: ${(image.length / 1048576).toFixed(1)} MiB squashfs (${split.payload.length} entries), ${outer.length} entries in the compressed archive, shim loads ${split.bootModules.map((m) => path.posix.basename(m)).join(", ") || "no modules"}`);
+    return { out: opts.out, kernelVersion: kver, buildId, breakdown, uncompressed, compressed: fs.statSync(opts.out).size };
+  }
   const parts = encodeNewc(tree.list());
   const uncompressed = parts.reduce((n, p) => n + p.length, 0);
-  fs.mkdirSync(path.dirname(opts.out), { recursive: true });
   await compressTo(parts, opts.out, opts.compress, opts.compressLevel);
   const compressed = fs.statSync(opts.out).size;
   return { out: opts.out, kernelVersion: kver, buildId, breakdown: tree.breakdown(), uncompressed, compressed };
+}
+
+/** The payload image: the entries written to a scratch tree, then mksquashfs with fixed owners and times. */
+function makeSquashfs(entries: CpioEntry[], opts: BuildOptions): Uint8Array {
+  const stage = fs.mkdtempSync(path.join(os.tmpdir(), "bunboot-payload-"));
+  try {
+    const root = path.join(stage, "root");
+    fs.mkdirSync(root);
+    for (const e of [...entries].sort((a, b) => a.path.localeCompare(b.path))) {
+      const p = path.join(root, e.path);
+      fs.mkdirSync(path.dirname(p), { recursive: true });
+      if (e.kind === "dir") fs.mkdirSync(p, { recursive: true, mode: e.mode ?? 0o755 });
+      else if (e.kind === "file") fs.writeFileSync(p, e.data, { mode: e.mode ?? 0o644 });
+      else if (e.kind === "symlink") fs.symlinkSync(e.target, p);
+      else throw new BuildError(`internal: a ${e.kind} node cannot go into the payload image (${e.path})`);
+    }
+    const out = path.join(stage, "payload.img");
+    const bs = opts.payloadBlockSize ?? 1 << 20;
+    if (!Number.isInteger(Math.log2(bs)) || bs < 4096 || bs > 1 << 20) throw new BuildError(`--payload-block-size must be a power of two from 4096 to 1048576, got ${bs}`);
+    const comp =
+      opts.compress === "none"
+        ? ["-noI", "-noD", "-noF", "-noX"]
+        : opts.compress === "xz"
+          ? ["-comp", "xz"]
+          : ["-comp", opts.compress, "-Xcompression-level", String(opts.compressLevel ?? (opts.compress === "zstd" ? 19 : 9))];
+    const argv = ["mksquashfs", root, out, "-noappend", "-quiet", "-no-progress", "-all-root", "-no-xattrs", "-mkfs-time", "0", "-all-time", "0", "-b", String(bs), ...comp];
+    const r = Bun.spawnSync(argv, { stderr: "pipe", stdout: "pipe" });
+    if (r.exitCode !== 0) throw new BuildError(`${argv.join(" ")} failed (${r.exitCode}): ${r.stderr.toString()}${r.stdout.toString()} (mksquashfs comes with squashfs-tools)`);
+    return new Uint8Array(fs.readFileSync(out));
+  } finally {
+    fs.rmSync(stage, { recursive: true, force: true });
+  }
 }
 
 function safeList(dir: string): string {

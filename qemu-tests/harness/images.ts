@@ -58,6 +58,15 @@ echo "STAGE2: oem=$(busybox ls /oem 2>/dev/null | busybox tr '\\n' ' ')"
 echo "STAGE2: oem_fs=$(busybox awk '$5 == "/oem" { for (i = 7; $i != "-"; i++); print $(i+1) }' /proc/self/mountinfo)"
 if [ -f /usr.squashfs ]; then echo "STAGE2: usr_squashfs=present"; else echo "STAGE2: usr_squashfs=absent"; fi
 echo "STAGE2: bootlog=$(busybox grep -c bunboot /run/bunboot/log 2>/dev/null)"
+# Loop devices still attached, by backing file: the full initrd's own stays;
+# the first stage's payload image must be gone.
+loops=""
+for l in /sys/block/loop*/loop/backing_file; do
+  [ -f "$l" ] && loops="$loops $(busybox cat $l)"
+done
+echo "STAGE2: loops=$loops"
+echo "STAGE2: payload_mounts=$(busybox grep -c payload /proc/self/mountinfo)"
+echo "STAGE2: mem_available_kib=$(busybox awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)"
 echo "STAGE2: cmdline=$(busybox cat /proc/cmdline)"
 echo "STAGE2: done"
 busybox poweroff -f
