@@ -6,7 +6,7 @@ import { BREAKPOINTS, parseBootParams, splitCmdline, type BootParams } from "../
 import { readConfig, type InitrdConfig } from "../lib/config.ts";
 import { waitForDevice } from "../lib/devices/wait.ts";
 import { describeUnbound, findUnboundDevices } from "../lib/devices/unbound.ts";
-import { emergencyShell, handleFailure, powerAction, shellPolicyOf } from "../lib/emergency.ts";
+import { emergencyShell, handleFailure, powerAction, shellPolicyOf, type FailureReport } from "../lib/emergency.ts";
 import { ModuleLoader } from "../lib/kmod.ts";
 import { log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
 import { mountEarly, mountSquashfsFile, mountSourceOf, mountUsrDevice, unmountBelow } from "../lib/mounts.ts";
@@ -20,6 +20,7 @@ import { fetchUsr, USR_HASHES } from "../lib/remote-usr.ts";
 import { redactText, redactUrl } from "../lib/redact.ts";
 import { dualTimestampUsec, reboot, RB } from "../lib/sys/index.ts";
 import { writeBlacklist } from "../lib/kmod.ts";
+import { BootError, isBootParam, messageOf } from "../lib/errors.ts";
 
 // Modules every boot needs whatever the hardware: sd_mod is not requested by
 // any modalias (Flatcar loads it explicitly); the rest back the mounts below.
@@ -62,10 +63,8 @@ function readCommandLine(): BootParams {
   setVerbose(parsed.params.debug || parsed.params.earlyTrace);
   params = parsed.params;
   if (parsed.errors.length > 0) {
-    const first = parsed.errors[0]!;
-    const e = new Error(parsed.errors.map((x) => x.message).join("\n"));
-    (e as Error & { param?: string }).param = first.param;
-    throw e;
+    const first = parsed.errors[0]!.param;
+    throw new BootError(parsed.errors.map((x) => x.message).join("\n"), { param: isBootParam(first) ? first : undefined });
   }
   log.debug(`command line: ${redactText(text.trim())}`);
   return parsed.params;
@@ -174,12 +173,10 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
   });
 }
 
-function describe(e: unknown): { step: string; message: string; param?: string } {
+function describe(e: unknown): FailureReport {
   const inner = e instanceof StepFailure ? e.cause : e;
   const step = e instanceof StepFailure ? e.step : "unknown";
-  const message = inner instanceof Error ? inner.message : String(inner);
-  const param = (inner as { param?: string } | null)?.param;
-  return { step, message, param: typeof param === "string" ? param : undefined };
+  return { step, message: messageOf(inner), param: inner instanceof BootError ? inner.param : undefined };
 }
 
 async function main(): Promise<never> {

@@ -7,6 +7,7 @@ import { ARGON2ID_HASH, EMERGENCY_PASSWORD_HASH } from "./config.ts";
 import { consoleWrite, log } from "./log.ts";
 import { discardInput, pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
 import { runOnConsole } from "./spawn.ts";
+import type { BootParam } from "./errors.ts";
 
 export const BUSYBOX = "/bin/busybox";
 export const SHELL_ENV: Record<string, string> = {
@@ -50,7 +51,7 @@ export function wrongPasswordDelaySec(failures: number): number {
 export interface FailureReport {
   step: string;
   message: string;
-  param?: string;
+  param?: BootParam;
 }
 
 /** The text printed on a failure; pure, so its wording is unit-tested. */

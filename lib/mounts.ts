@@ -6,6 +6,7 @@ import { attachLoop, mount, MS, MNT_DETACH, SysError, umount } from "./sys/index
 import { readAt } from "./devices/blockdevs.ts";
 import { probeFilesystem, PROBE_BYTES } from "./devices/superblock.ts";
 import type { MountOptions } from "./mountopts.ts";
+import { BootError } from "./errors.ts";
 
 interface EarlyMount {
   target: string;
@@ -69,9 +70,9 @@ export function mountUsrDevice(device: string, target: string, fsType: string, o
     mount(device, target, type, opts.flags, data || null);
   } catch (e) {
     if (e instanceof SysError && e.code === "EINVAL" && data) {
-      throw Object.assign(
-        new Error(`mounting ${device} (${type}) on ${target} failed: the kernel rejected the options "${data}" from mount.usrflags= (${e.message}); the kernel log above names the option`),
-        { param: "mount.usrflags" },
+      throw new BootError(
+        `mounting ${device} (${type}) on ${target} failed: the kernel rejected the options "${data}" from mount.usrflags= (${e.message}); the kernel log above names the option`,
+        { param: "mount.usrflags", cause: e },
       );
     }
     throw e;

@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { FetchError, openSource, redactUrl, sftpAuth, type OpenedSource, type SourceOptions } from "./sources.ts";
 import { UsrImageUnwrapper, UnwrapError } from "./unwrap.ts";
 import { StreamHashError, type StreamVerifier } from "../streamhash.ts";
+import { BootError, type BootParam } from "../errors.ts";
 
 export interface FetchPlan {
   url: string;
@@ -53,18 +54,19 @@ export interface FetchResult {
   seconds: number;
 }
 
-export class FetchFailure extends Error {
+/** A failed fetch: a boot failure (naming rd.usr.url= or rd.usr.hash=) with where it failed. */
+export class FetchFailure extends BootError {
   /** The URL with any credentials redacted (safe to print). */
   readonly url: string;
   constructor(
     message: string,
     url: string,
     readonly offset: number | null,
-    readonly param: string,
+    override readonly param: BootParam,
     /** The caller's signal stopped the fetch. */
     readonly aborted = false,
   ) {
-    super(message);
+    super(message, { param });
     this.name = "FetchFailure";
     this.url = redactUrl(url);
   }
@@ -182,7 +184,7 @@ function fsyncDir(dir: string): void {
 
 export async function fetchImage(plan: FetchPlan): Promise<FetchResult> {
   const t0 = performance.now();
-  const fail = (message: string, offset: number | null = null, param = "rd.usr.url") => new FetchFailure(message, plan.url, offset, param);
+  const fail = (message: string, offset: number | null = null, param: BootParam = "rd.usr.url") => new FetchFailure(message, plan.url, offset, param);
 
   // One signal for everything that stops the fetch for good: the caller,
   // the overall deadline, a dripping server.
