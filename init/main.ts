@@ -222,7 +222,7 @@ async function main(): Promise<never> {
       } catch (inner) {
         // The failure path itself failed (no shell to spawn?): the only
         // safe thing left for PID 1 is a clean reboot.
-        log.err(`emergency handling failed: ${inner instanceof Error ? inner.message : inner}`);
+        log.err(`emergency handling failed: ${messageOf(inner)}`);
         powerAction("reboot");
       }
     }

@@ -7,7 +7,7 @@ import { ARGON2ID_HASH, EMERGENCY_PASSWORD_HASH } from "./config.ts";
 import { consoleWrite, log } from "./log.ts";
 import { discardInput, pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
 import { runOnConsole } from "./spawn.ts";
-import type { BootParam } from "./errors.ts";
+import { messageOf, type BootParam } from "./errors.ts";
 
 export const BUSYBOX = "/bin/busybox";
 export const SHELL_ENV: Record<string, string> = {
@@ -72,7 +72,7 @@ export function powerAction(action: "reboot" | "poweroff" | "halt"): never {
     try {
       reboot(cmd);
     } catch (e) {
-      log.err(`${action} failed: ${e instanceof Error ? e.message : e}`);
+      log.err(`${action} failed: ${messageOf(e)}`);
     }
     Bun.sleepSync(1000);
   }
@@ -136,7 +136,7 @@ async function passwordAccepted(policy: ShellPolicy): Promise<boolean> {
       try {
         ok = await Bun.password.verify(answer, policy.passwordHash, "argon2id");
       } catch (e) {
-        log.err(`checking the emergency password failed: ${e instanceof Error ? e.message : e}`);
+        log.err(`checking the emergency password failed: ${messageOf(e)}`);
       }
       if (ok) return true;
       failures++;

@@ -5,6 +5,7 @@
 // emergency shell.
 import fs from "node:fs";
 import { logBody, stepDoneText } from "./bootlog.ts";
+import { messageOf } from "./errors.ts";
 
 export type Level = "err" | "warn" | "info" | "debug";
 const KMSG_PRIO: Record<Level, number> = { err: 3, warn: 4, info: 6, debug: 7 };
@@ -158,6 +159,6 @@ export class StepFailure extends Error {
     readonly step: string,
     override readonly cause: unknown,
   ) {
-    super(cause instanceof Error ? cause.message : String(cause));
+    super(messageOf(cause));
   }
 }

@@ -6,7 +6,7 @@ import { attachLoop, mount, MS, MNT_DETACH, SysError, umount } from "./sys/index
 import { readAt } from "./devices/blockdevs.ts";
 import { probeFilesystem, PROBE_BYTES } from "./devices/superblock.ts";
 import type { MountOptions } from "./mountopts.ts";
-import { BootError } from "./errors.ts";
+import { BootError, messageOf } from "./errors.ts";
 
 interface EarlyMount {
   target: string;
@@ -119,7 +119,7 @@ export function unmountBelow(prefixes: string[]): void {
       umount(t, MNT_DETACH);
       log.debug(`unmounted ${t} left by the previous attempt`);
     } catch (e) {
-      log.warn(`could not unmount ${t}: ${e instanceof Error ? e.message : e}`);
+      log.warn(`could not unmount ${t}: ${messageOf(e)}`);
     }
   }
 }

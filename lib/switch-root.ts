@@ -6,6 +6,7 @@ import { peakRssText, switchingRootText } from "./bootlog.ts";
 import { log } from "./log.ts";
 import { chroot, execveKeepFds, memfdWithData, mount, MS, MNT_DETACH, reboot, RB, umount, sync } from "./sys/index.ts";
 import { isMountpoint, mkdirs, mountSquashfsFile } from "./mounts.ts";
+import { messageOf } from "./errors.ts";
 
 export const SYSUSR = "/sysusr/usr";
 export const NEW_ROOT = "/realinit";
@@ -170,7 +171,7 @@ function initArgs(resolvedInit: string, opts: SwitchRootOptions): string[] {
     const fd = memfdWithData("bunboot-serialization", new TextEncoder().encode(systemdSerialization(opts.initrdTimestamp)));
     return ["--switched-root", "--system", "--deserialize", String(fd), ...opts.args];
   } catch (e) {
-    log.warn(`cannot hand the first-stage timestamp to systemd: ${e instanceof Error ? e.message : e}`);
+    log.warn(`cannot hand the first-stage timestamp to systemd: ${messageOf(e)}`);
     return opts.args;
   }
 }
@@ -229,7 +230,7 @@ export function switchRoot(opts: SwitchRootOptions): never {
   } catch (e) {
     // The old root (shell included) is gone: no emergency shell and no
     // retry is possible any more. Say what happened and reboot.
-    log.err(`switch root failed after the old initramfs was emptied: ${e instanceof Error ? e.message : e}; rebooting in 10 seconds`);
+    log.err(`switch root failed after the old initramfs was emptied: ${messageOf(e)}; rebooting in 10 seconds`);
     Bun.sleepSync(10_000);
     sync();
     for (;;) {

@@ -8,7 +8,7 @@ import { runChecked, run } from "./spawn.ts";
 import { readAt } from "./devices/blockdevs.ts";
 import { hashTreeLevels, hashTreeTopOffset, parseVeritySuperblock, rootHashFromTop } from "./devices/verity.ts";
 import { MAPPER_USR } from "./plan.ts";
-import { BootError } from "./errors.ts";
+import { BootError, messageOf } from "./errors.ts";
 
 export const VERITYSETUP = "/sbin/veritysetup";
 export const DMSETUP = "/sbin/dmsetup";
@@ -20,7 +20,7 @@ export async function openUsrVerity(dataDev: string, rootHash: string, hashOffse
     sb = parseVeritySuperblock(readAt(dataDev, hashOffset, 4096));
   } catch (e) {
     throw new BootError(
-      `no dm-verity hash tree on ${dataDev} at byte offset ${hashOffset} (the offset this initrd was built with): ${e instanceof Error ? e.message : e}. ` +
+      `no dm-verity hash tree on ${dataDev} at byte offset ${hashOffset} (the offset this initrd was built with): ${messageOf(e)}. ` +
         `Check verity.usr= names the /usr partition, and that the image was formatted with --hash-offset=${hashOffset}.`,
       { param: "verity.usr" },
     );

@@ -13,6 +13,7 @@ import { BuildError, InitrdTree } from "./tree.ts";
 import { ARGON2ID_HASH, EMERGENCY_PASSWORD_HASH, FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
 import { UDHCPC_SCRIPT, UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
 import { parseStreamHashList } from "../streamhash.ts";
+import { messageOf } from "../errors.ts";
 
 export type Compression = "zstd" | "xz" | "gzip" | "none";
 
@@ -278,7 +279,7 @@ function addRemoteUsr(tree: InitrdTree, opts: BuildOptions): void {
     try {
       parseStreamHashList(text, `--usr-hashes ${opts.usrHashes}`);
     } catch (e) {
-      throw new BuildError((e as Error).message);
+      throw new BuildError(messageOf(e));
     }
     tree.file("/etc/bunboot/usr.hashes", new TextEncoder().encode(text), 0o644, "skeleton");
   }

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { FetchError, openSource, redactUrl, sftpAuth, type OpenedSource, type SourceOptions } from "./sources.ts";
 import { UsrImageUnwrapper, UnwrapError } from "./unwrap.ts";
 import { StreamHashError, type StreamVerifier } from "../streamhash.ts";
-import { BootError, type BootParam } from "../errors.ts";
+import { BootError, messageOf, type BootParam } from "../errors.ts";
 
 export interface FetchPlan {
   url: string;
@@ -375,7 +375,7 @@ export async function fetchImage(plan: FetchPlan): Promise<FetchResult> {
     if (e instanceof UnwrapError) throw fail(e.message);
     if (e instanceof FetchError) throw fail(e.message);
     const code = (e as NodeJS.ErrnoException | null)?.code;
-    if (code) throw fail(`writing ${plan.out} failed: ${(e as Error).message}`);
+    if (code) throw fail(`writing ${plan.out} failed: ${messageOf(e)}`);
     throw e;
   } finally {
     clearTimeout(deadline);

@@ -8,6 +8,7 @@ import { log } from "../log.ts";
 import type { ModuleLoader } from "../kmod.ts";
 import { openUeventSocket, close } from "../sys/index.ts";
 import { parseNetlinkUevent, type Uevent } from "./parse.ts";
+import { messageOf } from "../errors.ts";
 
 export class DeviceManager {
   private fd: number | null = null;
@@ -26,7 +27,7 @@ export class DeviceManager {
     void this.readLoop(fd).catch((e) => {
       // A dead listener means hotplugged devices go unnoticed; the periodic
       // re-coldplug in waits still finds them, so say it and carry on.
-      log.warn(`uevent listener stopped: ${e instanceof Error ? e.message : e}`);
+      log.warn(`uevent listener stopped: ${messageOf(e)}`);
       if (this.fd === fd) {
         close(fd);
         this.fd = null;
