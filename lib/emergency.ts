@@ -5,7 +5,7 @@ import fs from "node:fs";
 import type { BootParams } from "./cmdline.ts";
 import { ARGON2ID_HASH, EMERGENCY_PASSWORD_HASH } from "./config.ts";
 import { consoleWrite, log } from "./log.ts";
-import { discardInput, pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
+import { discardInput, errnoNameOf, pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
 import { runOnConsole } from "./spawn.ts";
 import { messageOf, type BootParam } from "./errors.ts";
 
@@ -37,7 +37,7 @@ export function readPasswordHash(path = EMERGENCY_PASSWORD_HASH): ShellPolicy["p
   try {
     text = fs.readFileSync(path, "utf8");
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "ENOENT" ? null : "unreadable";
+    return errnoNameOf(e) === "ENOENT" ? null : "unreadable";
   }
   const hash = text.trim();
   return ARGON2ID_HASH.test(hash) ? hash : "unreadable";

@@ -13,6 +13,7 @@ import { FetchError, openSource, redactUrl, sftpAuth, type OpenedSource, type So
 import { UsrImageUnwrapper, UnwrapError } from "./unwrap.ts";
 import { StreamHashError, type StreamVerifier } from "../streamhash.ts";
 import { BootError, messageOf, type BootParam } from "../errors.ts";
+import { errnoNameOf } from "../sys/index.ts";
 
 export interface FetchPlan {
   url: string;
@@ -95,7 +96,7 @@ function writeAll(fd: number, data: Uint8Array, out: string): void {
     try {
       done += fs.writeSync(fd, data, done, data.length - done);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOSPC") {
+      if (errnoNameOf(e) === "ENOSPC") {
         throw new FetchFailure(
           `no space left while writing ${out}: the initramfs is a tmpfs in RAM (by default at most half of it), and the image does not fit. Give the machine more RAM.`,
           "",

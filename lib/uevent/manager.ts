@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import { log } from "../log.ts";
 import type { ModuleLoader } from "../kmod.ts";
-import { openUeventSocket, close } from "../sys/index.ts";
+import { openUeventSocket, close, errnoNameOf } from "../sys/index.ts";
 import { parseNetlinkUevent, type Uevent } from "./parse.ts";
 import { messageOf } from "../errors.ts";
 
@@ -50,7 +50,7 @@ export class DeviceManager {
         fs.read(fd, buf, 0, buf.length, null, (err, bytes) => {
           // ENOBUFS: the kernel dropped events while we were busy; the
           // re-coldplug in device waits recovers what they announced.
-          if (err && (err as NodeJS.ErrnoException).code === "ENOBUFS") resolve(0);
+          if (err && errnoNameOf(err) === "ENOBUFS") resolve(0);
           else if (err) reject(err);
           else resolve(bytes);
         }),
