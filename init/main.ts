@@ -8,7 +8,7 @@ import { waitForDevice } from "../lib/devices/wait.ts";
 import { describeUnbound, findUnboundDevices } from "../lib/devices/unbound.ts";
 import { emergencyShell, handleFailure, powerAction, shellPolicyOf, type FailureReport } from "../lib/emergency.ts";
 import { ModuleLoader } from "../lib/kmod.ts";
-import { log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
+import { bestEffort, log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
 import { mountEarly, mountSquashfsFile, mountSourceOf, mountUsrDevice, unmountBelow } from "../lib/mounts.ts";
 import { planUsr, type UsrPlan } from "../lib/plan.ts";
 import { startReaper } from "../lib/reaper.ts";
@@ -182,16 +182,14 @@ function describe(e: unknown): FailureReport {
 async function main(): Promise<never> {
   // Our start, as systemd would record its own: now minus the time since
   // Bun's clock origin at process start, so Bun's startup counts too.
-  try {
+  initrdTimestamp = bestEffort("reading the clocks for the initrd timestamp", () => {
     const now = dualTimestampUsec();
     const since = BigInt(Math.round(performance.now() * 1000));
-    initrdTimestamp = { realtimeUsec: now.realtimeUsec - since, monotonicUsec: now.monotonicUsec - since };
-  } catch {}
+    return { realtimeUsec: now.realtimeUsec - since, monotonicUsec: now.monotonicUsec - since };
+  });
   // Ctrl-Alt-Del arrives as SIGINT once the kernel is told not to reboot
   // by itself; a clean reboot syncs first.
-  try {
-    reboot(RB.DISABLE_CAD);
-  } catch {}
+  bestEffort("handing Ctrl-Alt-Del to init", () => reboot(RB.DISABLE_CAD));
   process.on("SIGINT", () => powerAction("reboot"));
   process.on("SIGTERM", () => {});
   // PID 1 must never exit: anything thrown outside the boot's own try is

@@ -31,12 +31,10 @@ let consoleLoglevel = 0;
 
 /** Opens the sinks; called once /dev is mounted (before that, stderr is the console). */
 export function openSinks(): void {
-  try {
-    // The kernel rate-limits /dev/kmsg writers to a burst of 10 lines; a
-    // boot log with gaps is useless, so lift it (fails harmlessly when the
-    // command line pinned printk.devkmsg).
-    fs.writeFileSync("/proc/sys/kernel/printk_devkmsg", "on\n");
-  } catch {}
+  // The kernel rate-limits /dev/kmsg writers to a burst of 10 lines; a
+  // boot log with gaps is useless, so lift it (fails harmlessly when the
+  // command line pinned printk.devkmsg).
+  bestEffort("lifting the /dev/kmsg rate limit", () => fs.writeFileSync("/proc/sys/kernel/printk_devkmsg", "on\n"));
   try {
     kmsgFd ??= fs.openSync("/dev/kmsg", "w");
   } catch {
@@ -102,7 +100,8 @@ function safeWrite(fd: number, s: string): void {
   try {
     fs.writeSync(fd, s);
   } catch {
-    // A full or broken sink must never take PID 1 down.
+    // A full or broken sink must never take PID 1 down. Silent: logging the
+    // failure would write to the sinks again (not bestEffort, for that reason).
   }
 }
 
@@ -121,6 +120,22 @@ export const log = {
     }
   },
 };
+
+/**
+ * Runs something synchronous the boot can do without (a clock read, an
+ * unmount on the way out): a failure is logged at debug level with what was
+ * being done, never thrown, and the result is undefined. Safe before the
+ * sinks are open (the line waits in memory for /run/bunboot/log) and in the
+ * host commands (a debug line is printed only when verbose).
+ */
+export function bestEffort<T>(what: string, fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (e) {
+    log.debug(`${what}: ignored ${messageOf(e)}`);
+    return undefined;
+  }
+}
 
 /** Raw text to the console only (prompts, progress), no prefix. */
 export function consoleWrite(text: string): void {

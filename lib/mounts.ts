@@ -1,7 +1,7 @@
 // The mounts of the first stage: the early API filesystems (a table, applied
 // by one loop), /usr, and the full initrd's overlay.
 import fs from "node:fs";
-import { log } from "./log.ts";
+import { bestEffort, log } from "./log.ts";
 import { attachLoop, mount, MS, MNT_DETACH, SysError, umount } from "./sys/index.ts";
 import { readAt } from "./devices/blockdevs.ts";
 import { probeFilesystem, PROBE_BYTES } from "./devices/superblock.ts";
@@ -125,14 +125,13 @@ export function unmountBelow(prefixes: string[]): void {
 }
 
 export function mountSourceOf(target: string): string | null {
-  try {
-    for (const l of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-      const f = l.split(" ");
-      if (f[4] === target) {
-        const sep = f.indexOf("-");
-        return f[sep + 2] ?? null;
-      }
+  const mountinfo = bestEffort("reading /proc/self/mountinfo", () => fs.readFileSync("/proc/self/mountinfo", "utf8")) ?? "";
+  for (const l of mountinfo.split("\n")) {
+    const f = l.split(" ");
+    if (f[4] === target) {
+      const sep = f.indexOf("-");
+      return f[sep + 2] ?? null;
     }
-  } catch {}
+  }
   return null;
 }

@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { peakRssText, switchingRootText } from "./bootlog.ts";
-import { log } from "./log.ts";
+import { bestEffort, log } from "./log.ts";
 import { chroot, execveKeepFds, memfdWithData, mount, MS, MNT_DETACH, reboot, RB, umount, sync } from "./sys/index.ts";
 import { isMountpoint, mkdirs, mountSquashfsFile } from "./mounts.ts";
 import { messageOf } from "./errors.ts";
@@ -123,9 +123,7 @@ function emptyOldRoot(dir: string, rootDev: number, skip: string): number {
       }
     } else {
       freed += st.size;
-      try {
-        fs.unlinkSync(p);
-      } catch {}
+      bestEffort(`removing ${p}`, () => fs.unlinkSync(p));
     }
   }
   return freed;
@@ -198,11 +196,7 @@ export function switchRoot(opts: SwitchRootOptions): never {
     // Flatcar's minimal init does, so stage 2 mounts them its own way.
     fs.mkdirSync(NEW_ROOT + "/run", { recursive: true, mode: 0o755 });
     mount("/run", NEW_ROOT + "/run", null, MS.MOVE, null);
-    for (const t of ["/dev/pts", "/sys", "/dev"]) {
-      try {
-        umount(t, MNT_DETACH);
-      } catch {}
-    }
+    for (const t of ["/dev/pts", "/sys", "/dev"]) bestEffort(`detaching ${t}`, () => umount(t, MNT_DETACH));
     // Read before the old root goes: the figure covers the whole first stage.
     const rss = peakRss();
     const rootDev = fs.statSync("/").dev;
@@ -210,9 +204,7 @@ export function switchRoot(opts: SwitchRootOptions): never {
     if (rss) log.info(peakRssText(rss));
     const args = initArgs(init, opts);
     log.info(switchingRootText(freed, NEW_ROOT, [opts.init, ...args].join(" ")));
-    try {
-      umount("/proc", MNT_DETACH);
-    } catch {}
+    bestEffort("detaching /proc", () => umount("/proc", MNT_DETACH));
     process.chdir(NEW_ROOT);
     mount(NEW_ROOT, "/", null, MS.MOVE, null);
     chroot(".");
@@ -234,9 +226,7 @@ export function switchRoot(opts: SwitchRootOptions): never {
     Bun.sleepSync(10_000);
     sync();
     for (;;) {
-      try {
-        reboot(RB.AUTOBOOT);
-      } catch {}
+      bestEffort("reboot", () => reboot(RB.AUTOBOOT));
       Bun.sleepSync(1000);
     }
   }
