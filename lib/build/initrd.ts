@@ -151,7 +151,9 @@ export function newestKernel(modulesRoot: string): string {
   let versions: string[] = [];
   try {
     versions = fs.readdirSync(modulesRoot).filter((v) => fs.existsSync(path.join(modulesRoot, v, "modules.dep")));
-  } catch {}
+  } catch {
+    // A missing or unreadable modules root is reported just below, by name.
+  }
   if (versions.length === 0) throw new BuildError(`no kernel modules in ${modulesRoot} (install linux-image-amd64 or pass --modules-root)`);
   return versions.sort((a, b) => a.localeCompare(b, undefined, { numeric: true })).at(-1)!;
 }

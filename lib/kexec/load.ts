@@ -166,7 +166,10 @@ function mountPartition(part: BlockDevice, what: string): Mounted {
       try {
         sys.umount(dir);
         fs.rmdirSync(dir);
-      } catch {}
+      } catch {
+        // Cleanup after the load or before a reboot: a mount still busy stays
+        // (read-only, under /run or /tmp), and the kexec or reboot goes on.
+      }
     },
   };
 }
@@ -384,7 +387,9 @@ export async function kexec(opts: KexecOptions): Promise<number> {
       // Rebooting into the slot without counting the try could loop forever on a bad update.
       try {
         sys.kexecFileUnload();
-      } catch {}
+      } catch {
+        // Nothing loaded any more is what is wanted; the GPT error below is what to report.
+      }
       throw new KexecError(`writing the GPT on ${plan.disk} failed, kexec image unloaded, not rebooting: ${messageOf(e)}`);
     }
     say(`GPT updated: ${plan.gptChange}`);
