@@ -14,6 +14,7 @@ import { hostFs } from "../lib/initrd/tree.ts";
 import { REPO, Vm } from "../qemu-tests/harness/vm.ts";
 import { parseBoot } from "../lib/bootlog.ts";
 import { buildDisk } from "./run.ts";
+import { messageOf } from "../lib/errors.ts";
 
 const OUT = path.join(REPO, ".cache/bench");
 
@@ -77,7 +78,7 @@ async function main(): Promise<number> {
   try {
     await vm.expect("SYSTEMD: done", 300_000);
   } catch (e) {
-    console.error(e instanceof Error ? e.message : e);
+    console.error(messageOf(e));
     return 1;
   } finally {
     vm.kill();

@@ -2,6 +2,8 @@
 // bunboot's host-side commands (run on a booted system or a build host, not
 // as PID 1). Each subcommand lives in its own file under cli/ and exports
 // `run(argv): Promise<number>` (the exit status) and a one-line `summary`.
+import { messageOf } from "../lib/errors.ts";
+
 type Command = { summary: string; run(argv: string[]): Promise<number> };
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
@@ -35,7 +37,7 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(rest);
   } catch (e) {
     // Operators get the message, not a stack trace.
-    console.error(`bunboot ${name}: ${e instanceof Error ? e.message : e}`);
+    console.error(`bunboot ${name}: ${messageOf(e)}`);
     return 1;
   }
 }

@@ -6,9 +6,9 @@ import { BREAKPOINTS, parseBootParams, splitCmdline, type BootParams } from "../
 import { readConfig, type InitrdConfig } from "../lib/config.ts";
 import { waitForDevice } from "../lib/devices/wait.ts";
 import { describeUnbound, findUnboundDevices } from "../lib/devices/unbound.ts";
-import { emergencyShell, handleFailure, powerAction, shellPolicyOf } from "../lib/emergency.ts";
+import { emergencyShell, handleFailure, powerAction, shellPolicyOf, type FailureReport } from "../lib/emergency.ts";
 import { ModuleLoader } from "../lib/kmod.ts";
-import { log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
+import { bestEffort, log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
 import { mountEarly, mountSquashfsFile, mountSourceOf, mountUsrDevice, unmountBelow } from "../lib/mounts.ts";
 import { planUsr, type UsrPlan } from "../lib/plan.ts";
 import { startReaper } from "../lib/reaper.ts";
@@ -21,6 +21,7 @@ import { USR_HASHES } from "../lib/paths.ts";
 import { redactText, redactUrl } from "../lib/redact.ts";
 import { dualTimestampUsec, reboot, RB } from "../lib/sys/index.ts";
 import { writeBlacklist } from "../lib/kmod.ts";
+import { BootError, isBootParam, messageOf } from "../lib/errors.ts";
 
 // Modules every boot needs whatever the hardware: sd_mod is not requested by
 // any modalias (Flatcar loads it explicitly); the rest back the mounts below.
@@ -63,10 +64,8 @@ function readCommandLine(): BootParams {
   setVerbose(parsed.params.debug || parsed.params.earlyTrace);
   params = parsed.params;
   if (parsed.errors.length > 0) {
-    const first = parsed.errors[0]!;
-    const e = new Error(parsed.errors.map((x) => x.message).join("\n"));
-    (e as Error & { param?: string }).param = first.param;
-    throw e;
+    const first = parsed.errors[0]!.param;
+    throw new BootError(parsed.errors.map((x) => x.message).join("\n"), { param: isBootParam(first) ? first : undefined });
   }
   log.debug(`command line: ${redactText(text.trim())}`);
   return parsed.params;
@@ -175,27 +174,23 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
   });
 }
 
-function describe(e: unknown): { step: string; message: string; param?: string } {
+function describe(e: unknown): FailureReport {
   const inner = e instanceof StepFailure ? e.cause : e;
   const step = e instanceof StepFailure ? e.step : "unknown";
-  const message = inner instanceof Error ? inner.message : String(inner);
-  const param = (inner as { param?: string } | null)?.param;
-  return { step, message, param: typeof param === "string" ? param : undefined };
+  return { step, message: messageOf(inner), param: inner instanceof BootError ? inner.param : undefined };
 }
 
 async function main(): Promise<never> {
   // Our start, as systemd would record its own: now minus the time since
   // Bun's clock origin at process start, so Bun's startup counts too.
-  try {
+  initrdTimestamp = bestEffort("reading the clocks for the initrd timestamp", () => {
     const now = dualTimestampUsec();
     const since = BigInt(Math.round(performance.now() * 1000));
-    initrdTimestamp = { realtimeUsec: now.realtimeUsec - since, monotonicUsec: now.monotonicUsec - since };
-  } catch {}
+    return { realtimeUsec: now.realtimeUsec - since, monotonicUsec: now.monotonicUsec - since };
+  });
   // Ctrl-Alt-Del arrives as SIGINT once the kernel is told not to reboot
   // by itself; a clean reboot syncs first.
-  try {
-    reboot(RB.DISABLE_CAD);
-  } catch {}
+  bestEffort("handing Ctrl-Alt-Del to init", () => reboot(RB.DISABLE_CAD));
   process.on("SIGINT", () => powerAction("reboot"));
   process.on("SIGTERM", () => {});
   // PID 1 must never exit: anything thrown outside the boot's own try is
@@ -226,7 +221,7 @@ async function main(): Promise<never> {
       } catch (inner) {
         // The failure path itself failed (no shell to spawn?): the only
         // safe thing left for PID 1 is a clean reboot.
-        log.err(`emergency handling failed: ${inner instanceof Error ? inner.message : inner}`);
+        log.err(`emergency handling failed: ${messageOf(inner)}`);
         powerAction("reboot");
       }
     }

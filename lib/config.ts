@@ -2,6 +2,7 @@
 // once at boot. Kept small: everything a user can change at boot time comes
 // from the command line instead.
 import fs from "node:fs";
+import { messageOf } from "./errors.ts";
 
 import { CONFIG_PATH } from "./paths.ts";
 /** Flatcar's hash offset: 260094 data blocks of 4096 bytes. */
@@ -23,7 +24,7 @@ export function parseConfig(text: string, where = CONFIG_PATH): InitrdConfig {
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${where}: not valid JSON (${e instanceof Error ? e.message : e})`);
+    throw new Error(`${where}: not valid JSON (${messageOf(e)})`);
   }
   const o = (raw ?? {}) as Record<string, unknown>;
   const off = o.verityHashOffset ?? FLATCAR_VERITY_HASH_OFFSET;

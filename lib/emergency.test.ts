@@ -49,7 +49,8 @@ describe("formatFailure", () => {
     expect(text).not.toContain("parameter to check");
   });
 
-  test("an empty parameter name counts as none", () => {
+  test("an empty parameter name counts as none (and does not compile)", () => {
+    // @ts-expect-error "" is not a BootParam
     expect(formatFailure({ step: "plan", message: "x", param: "" }, "3f9a0c1d2e4b")).not.toContain("parameter to check");
   });
 

@@ -6,8 +6,9 @@ import type { BootParams } from "./cmdline.ts";
 import { ARGON2ID_HASH } from "./config.ts";
 import { BUSYBOX, EMERGENCY_PASSWORD_HASH } from "./paths.ts";
 import { consoleWrite, log } from "./log.ts";
-import { discardInput, pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
+import { discardInput, errnoNameOf, pollIn, reboot, RB, setEcho, sync } from "./sys/index.ts";
 import { runOnConsole } from "./spawn.ts";
+import { messageOf, type BootParam } from "./errors.ts";
 
 export const SHELL_ENV: Record<string, string> = {
   PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -36,7 +37,7 @@ export function readPasswordHash(path = EMERGENCY_PASSWORD_HASH): ShellPolicy["p
   try {
     text = fs.readFileSync(path, "utf8");
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "ENOENT" ? null : "unreadable";
+    return errnoNameOf(e) === "ENOENT" ? null : "unreadable";
   }
   const hash = text.trim();
   return ARGON2ID_HASH.test(hash) ? hash : "unreadable";
@@ -50,7 +51,7 @@ export function wrongPasswordDelaySec(failures: number): number {
 export interface FailureReport {
   step: string;
   message: string;
-  param?: string;
+  param?: BootParam;
 }
 
 /** The text printed on a failure; pure, so its wording is unit-tested. */
@@ -71,7 +72,7 @@ export function powerAction(action: "reboot" | "poweroff" | "halt"): never {
     try {
       reboot(cmd);
     } catch (e) {
-      log.err(`${action} failed: ${e instanceof Error ? e.message : e}`);
+      log.err(`${action} failed: ${messageOf(e)}`);
     }
     Bun.sleepSync(1000);
   }
@@ -135,7 +136,7 @@ async function passwordAccepted(policy: ShellPolicy): Promise<boolean> {
       try {
         ok = await Bun.password.verify(answer, policy.passwordHash, "argon2id");
       } catch (e) {
-        log.err(`checking the emergency password failed: ${e instanceof Error ? e.message : e}`);
+        log.err(`checking the emergency password failed: ${messageOf(e)}`);
       }
       if (ok) return true;
       failures++;

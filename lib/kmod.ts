@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import { log } from "./log.ts";
 import { run } from "./spawn.ts";
+import { messageOf } from "./errors.ts";
 
 export const MODPROBE = "/sbin/modprobe";
 
@@ -70,7 +71,7 @@ export class ModuleLoader {
         if (r.code !== 0 && r.stderr.trim()) log.debug(`modprobe batch: ${r.stderr.trim()}`);
       }
     } catch (e) {
-      log.warn(`modprobe could not run: ${e instanceof Error ? e.message : e}`);
+      log.warn(`modprobe could not run: ${messageOf(e)}`);
     } finally {
       // Whatever happened, later requests must start a new drain and
       // waiters must not hang.

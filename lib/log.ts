@@ -5,6 +5,7 @@
 // emergency shell.
 import fs from "node:fs";
 import { logBody, stepDoneText } from "./bootlog.ts";
+import { messageOf } from "./errors.ts";
 
 export type Level = "err" | "warn" | "info" | "debug";
 const KMSG_PRIO: Record<Level, number> = { err: 3, warn: 4, info: 6, debug: 7 };
@@ -30,12 +31,10 @@ let consoleLoglevel = 0;
 
 /** Opens the sinks; called once /dev is mounted (before that, stderr is the console). */
 export function openSinks(): void {
-  try {
-    // The kernel rate-limits /dev/kmsg writers to a burst of 10 lines; a
-    // boot log with gaps is useless, so lift it (fails harmlessly when the
-    // command line pinned printk.devkmsg).
-    fs.writeFileSync("/proc/sys/kernel/printk_devkmsg", "on\n");
-  } catch {}
+  // The kernel rate-limits /dev/kmsg writers to a burst of 10 lines; a
+  // boot log with gaps is useless, so lift it (fails harmlessly when the
+  // command line pinned printk.devkmsg).
+  bestEffort("lifting the /dev/kmsg rate limit", () => fs.writeFileSync("/proc/sys/kernel/printk_devkmsg", "on\n"));
   try {
     kmsgFd ??= fs.openSync("/dev/kmsg", "w");
   } catch {
@@ -101,7 +100,8 @@ function safeWrite(fd: number, s: string): void {
   try {
     fs.writeSync(fd, s);
   } catch {
-    // A full or broken sink must never take PID 1 down.
+    // A full or broken sink must never take PID 1 down. Silent: logging the
+    // failure would write to the sinks again (not bestEffort, for that reason).
   }
 }
 
@@ -120,6 +120,22 @@ export const log = {
     }
   },
 };
+
+/**
+ * Runs something synchronous the boot can do without (a clock read, an
+ * unmount on the way out): a failure is logged at debug level with what was
+ * being done, never thrown, and the result is undefined. Safe before the
+ * sinks are open (the line waits in memory for /run/bunboot/log) and in the
+ * host commands (a debug line is printed only when verbose).
+ */
+export function bestEffort<T>(what: string, fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (e) {
+    log.debug(`${what}: ignored ${messageOf(e)}`);
+    return undefined;
+  }
+}
 
 /** Raw text to the console only (prompts, progress), no prefix. */
 export function consoleWrite(text: string): void {
@@ -158,6 +174,6 @@ export class StepFailure extends Error {
     readonly step: string,
     override readonly cause: unknown,
   ) {
-    super(cause instanceof Error ? cause.message : String(cause));
+    super(messageOf(cause));
   }
 }

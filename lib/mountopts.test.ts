@@ -5,6 +5,7 @@
 // comments and filesystem data.
 import { describe, expect, test } from "bun:test";
 import { MountOptionError, parseMountOptions } from "./mountopts.ts";
+import { BootError } from "./errors.ts";
 import { MS_FLAGS } from "./msflags.ts";
 
 const F = MS_FLAGS;
@@ -205,8 +206,8 @@ describe("rejected", () => {
     expect(e.param).toBe("mount.usrflags");
   });
 
-  test("MountOptionError is an Error", () => {
-    expect(thrown(() => parseMountOptions("'"))).toBeInstanceOf(Error);
+  test("MountOptionError is a BootError: the failure screen names its parameter", () => {
+    expect(thrown(() => parseMountOptions("'"))).toBeInstanceOf(BootError);
   });
 });
 

@@ -2,6 +2,7 @@
 // data string. Pure, so the translation of mount.usrflags= is unit-tested.
 import { showValue } from "./cmdline.ts";
 import { MS_FLAGS } from "./msflags.ts";
+import { BootError } from "./errors.ts";
 
 export interface MountOptions {
   flags: number;
@@ -53,13 +54,13 @@ export type MountParam = "mount.usrflags" | "usrflags" | "mount.usrfstype" | "us
  * errors do), so that the failure screen says what to fix; `param` is the
  * parameter for the emergency policy.
  */
-export class MountOptionError extends Error {
+export class MountOptionError extends BootError {
   override name = "MountOptionError";
   constructor(
     message: string,
-    readonly param: MountParam,
+    override readonly param: MountParam,
   ) {
-    super(message);
+    super(message, { param });
   }
 }
 

@@ -1,11 +1,12 @@
 // The mounts of the first stage: the early API filesystems (a table, applied
 // by one loop), /usr, and the full initrd's overlay.
 import fs from "node:fs";
-import { log } from "./log.ts";
+import { bestEffort, log } from "./log.ts";
 import { attachLoop, mount, MS, MNT_DETACH, SysError, umount } from "./sys/index.ts";
 import { readAt } from "./devices/blockdevs.ts";
 import { probeFilesystem, PROBE_BYTES } from "./devices/superblock.ts";
 import type { MountOptions } from "./mountopts.ts";
+import { BootError, messageOf } from "./errors.ts";
 
 interface EarlyMount {
   target: string;
@@ -69,9 +70,9 @@ export function mountUsrDevice(device: string, target: string, fsType: string, o
     mount(device, target, type, opts.flags, data || null);
   } catch (e) {
     if (e instanceof SysError && e.code === "EINVAL" && data) {
-      throw Object.assign(
-        new Error(`mounting ${device} (${type}) on ${target} failed: the kernel rejected the options "${data}" from mount.usrflags= (${e.message}); the kernel log above names the option`),
-        { param: "mount.usrflags" },
+      throw new BootError(
+        `mounting ${device} (${type}) on ${target} failed: the kernel rejected the options "${data}" from mount.usrflags= (${e.message}); the kernel log above names the option`,
+        { param: "mount.usrflags", cause: e },
       );
     }
     throw e;
@@ -118,20 +119,19 @@ export function unmountBelow(prefixes: string[]): void {
       umount(t, MNT_DETACH);
       log.debug(`unmounted ${t} left by the previous attempt`);
     } catch (e) {
-      log.warn(`could not unmount ${t}: ${e instanceof Error ? e.message : e}`);
+      log.warn(`could not unmount ${t}: ${messageOf(e)}`);
     }
   }
 }
 
 export function mountSourceOf(target: string): string | null {
-  try {
-    for (const l of fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-      const f = l.split(" ");
-      if (f[4] === target) {
-        const sep = f.indexOf("-");
-        return f[sep + 2] ?? null;
-      }
+  const mountinfo = bestEffort("reading /proc/self/mountinfo", () => fs.readFileSync("/proc/self/mountinfo", "utf8")) ?? "";
+  for (const l of mountinfo.split("\n")) {
+    const f = l.split(" ");
+    if (f[4] === target) {
+      const sep = f.indexOf("-");
+      return f[sep + 2] ?? null;
     }
-  } catch {}
+  }
   return null;
 }

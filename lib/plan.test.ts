@@ -6,7 +6,8 @@ import { describe, expect, test } from "bun:test";
 import { parseBootParams, splitCmdline, type BootParams } from "./cmdline.ts";
 import { MountOptionError } from "./mountopts.ts";
 import { MS_FLAGS } from "./msflags.ts";
-import { MAPPER_USR, PlanError, planUsr, type UsrPlan } from "./plan.ts";
+import { MAPPER_USR, planUsr, type UsrPlan } from "./plan.ts";
+import { BootError } from "./errors.ts";
 
 const HASH = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const USR_A = "7130c94a-213a-4e5a-8e26-6cce9662f132";
@@ -25,16 +26,18 @@ function plan(cmdline: string, facts = DISK): UsrPlan {
   return planUsr(params(cmdline), facts);
 }
 
-/** The PlanError a command line must produce; checked for class, exact text and parameter. */
-function planError(cmdline: string, facts = DISK): PlanError {
+/** The plan's own BootError a command line must produce; checked for class, exact text and parameter. */
+function planError(cmdline: string, facts = DISK): BootError {
   let caught: unknown;
   try {
     planUsr(params(cmdline), facts);
   } catch (e) {
     caught = e;
   }
-  expect(caught).toBeInstanceOf(PlanError);
-  return caught as PlanError;
+  expect(caught).toBeInstanceOf(BootError);
+  // Not a subclass such as MountOptionError: the plan itself refused.
+  expect((caught as BootError).name).toBe("BootError");
+  return caught as BootError;
 }
 
 // The options the default mount.usrflags=ro turns into.
@@ -224,7 +227,7 @@ describe("nothing to boot", () => {
     expect(planError(`-- verity.usr=PARTUUID=${USR_A} verity.usrhash=${HASH}`).message).toBe(MESSAGE);
   });
 
-  test("PlanError is an Error with the parameter attached", () => {
+  test("the plan error is an Error with the parameter attached", () => {
     const e = planError("");
     expect(e).toBeInstanceOf(Error);
     expect(e.param).toBe("verity.usr");

@@ -6,6 +6,7 @@ import { formatDeviceRef } from "./cmdline.ts";
 import { parseMountOptions, type MountOptions } from "./mountopts.ts";
 import { MS_FLAGS } from "./msflags.ts";
 import { redactUrl } from "./redact.ts";
+import { BootError } from "./errors.ts";
 
 export const MAPPER_USR = "/dev/mapper/usr";
 
@@ -15,15 +16,6 @@ export type UsrPlan =
   | { kind: "squashfs-file"; image: string }
   /** Diskless: fetch the image to /usr.squashfs, then boot it like an appended one. */
   | { kind: "remote"; url: string; image: string; sha256?: string; hashList: boolean; insecure: boolean };
-
-export class PlanError extends Error {
-  constructor(
-    message: string,
-    readonly param: string,
-  ) {
-    super(message);
-  }
-}
 
 export interface InitramfsFacts {
   /** /usr.squashfs arrived in an appended cpio (PXE). */
@@ -37,17 +29,17 @@ export function planUsr(p: BootParams, facts: InitramfsFacts): UsrPlan {
   const options = parseMountOptions(p.mountUsrFlags, p.mountUsrFlagsParam);
   if (p.verityUsr) {
     if (!p.verityUsrHash) {
-      throw new PlanError(
+      throw new BootError(
         `verity.usr=${formatDeviceRef(p.verityUsr)} is set but verity.usrhash= is missing: without the root hash /usr cannot be verified, and an unverified /usr is never mounted`,
-        "verity.usrhash",
+        { param: "verity.usrhash" },
       );
     }
     // The verified mapping is the only thing that may be mounted; a
     // mount.usr naming anything else would bypass verification.
     if (p.mountUsr && !(p.mountUsr.kind === "path" && p.mountUsr.value === MAPPER_USR)) {
-      throw new PlanError(
+      throw new BootError(
         `mount.usr=${formatDeviceRef(p.mountUsr)} conflicts with verity.usr=${formatDeviceRef(p.verityUsr)}: with verity, /usr is mounted from ${MAPPER_USR} (set mount.usr=${MAPPER_USR} or drop it)`,
-        "mount.usr",
+        { param: "mount.usr" },
       );
     }
     // dm-verity devices are read-only: force ro rather than fail the mount
@@ -56,11 +48,11 @@ export function planUsr(p: BootParams, facts: InitramfsFacts): UsrPlan {
     return { kind: "verity", data: p.verityUsr, rootHash: p.verityUsrHash, fsType, options: ro };
   }
   if (p.verityUsrHash) {
-    throw new PlanError(`verity.usrhash= is set but verity.usr= is missing: name the partition that holds /usr and its hash tree`, "verity.usr");
+    throw new BootError(`verity.usrhash= is set but verity.usr= is missing: name the partition that holds /usr and its hash tree`, { param: "verity.usr" });
   }
   if (p.mountUsr) {
     if (p.mountUsr.kind === "path" && p.mountUsr.value === MAPPER_USR) {
-      throw new PlanError(`mount.usr=${MAPPER_USR} needs verity.usr= and verity.usrhash= to create that device`, "verity.usr");
+      throw new BootError(`mount.usr=${MAPPER_USR} needs verity.usr= and verity.usrhash= to create that device`, { param: "verity.usr" });
     }
     return { kind: "plain", device: p.mountUsr, fsType, options };
   }
@@ -69,15 +61,15 @@ export function planUsr(p: BootParams, facts: InitramfsFacts): UsrPlan {
   if (p.usrUrl) {
     const sha256 = p.usrHash?.replace(/^sha256:/, "");
     if (!facts.hasUsrHashList && !sha256 && !p.usrInsecure) {
-      throw new PlanError(
+      throw new BootError(
         `rd.usr.url=${redactUrl(p.usrUrl)} has nothing to verify the image against: this initrd has no stream-hash list (build.ts --usr-hashes) and rd.usr.hash=sha256:<hex> is missing. An unverified /usr is refused unless rd.usr.insecure=1`,
-        "rd.usr.hash",
+        { param: "rd.usr.hash" },
       );
     }
     return { kind: "remote", url: p.usrUrl, image: "/usr.squashfs", sha256, hashList: facts.hasUsrHashList ?? false, insecure: p.usrInsecure };
   }
-  throw new PlanError(
+  throw new BootError(
     "no /usr to boot: the command line has neither verity.usr= (with verity.usrhash=), mount.usr= nor rd.usr.url=, and no /usr.squashfs was appended to the initrd",
-    "verity.usr",
+    { param: "verity.usr" },
   );
 }

@@ -8,6 +8,7 @@ import { fetchImage, FetchFailure } from "./fetch/engine.ts";
 import { redactUrl, type SftpCredentials } from "./fetch/sources.ts";
 import { ChunkVerifier, NoVerifier, parseStreamHashList, WholeImageVerifier, type StreamVerifier } from "./streamhash.ts";
 import type { UsrPlan } from "./plan.ts";
+import { BootError } from "./errors.ts";
 
 import { SFTP_HOST_KEY, SFTP_KEY, SFTP_PASSWORD, USR_HASHES } from "./paths.ts";
 
@@ -66,11 +67,9 @@ export async function fetchUsr(plan: Extract<UsrPlan, { kind: "remote" }>, p: Bo
     log.info(`fetched /usr: ${r.bytesIn} bytes verified, ${r.bytesOut} bytes of squashfs (${r.format}) in ${r.seconds.toFixed(1)} s${r.resumed ? `, resumed ${r.resumed} time(s)` : ""}`);
   } catch (e) {
     if (e instanceof FetchFailure) {
-      throw Object.assign(
-        new Error(
-          `fetching the /usr image failed:\n${e.url}\n${e.message}${e.offset !== null ? `\nat byte offset ${e.offset}` : ""}\nthis initrd (build ${buildId}) expects ${verifier.describe()}; nothing was mounted`,
-        ),
-        { param: e.param },
+      throw new BootError(
+        `fetching the /usr image failed:\n${e.url}\n${e.message}${e.offset !== null ? `\nat byte offset ${e.offset}` : ""}\nthis initrd (build ${buildId}) expects ${verifier.describe()}; nothing was mounted`,
+        { param: e.param, cause: e },
       );
     }
     throw e;

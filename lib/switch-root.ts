@@ -4,9 +4,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { peakRssText, switchingRootText } from "./bootlog.ts";
 import { PAYLOAD_MOUNT } from "./initrd/payload.ts";
-import { log } from "./log.ts";
+import { bestEffort, log } from "./log.ts";
 import { chroot, execveKeepFds, memfdWithData, mount, MS, MNT_DETACH, reboot, RB, umount, sync } from "./sys/index.ts";
 import { isMountpoint, mkdirs, mountSquashfsFile } from "./mounts.ts";
+import { messageOf } from "./errors.ts";
 
 export const SYSUSR = "/sysusr/usr";
 export const NEW_ROOT = "/realinit";
@@ -123,9 +124,7 @@ function emptyOldRoot(dir: string, rootDev: number, skip: string): number {
       }
     } else {
       freed += st.size;
-      try {
-        fs.unlinkSync(p);
-      } catch {}
+      bestEffort(`removing ${p}`, () => fs.unlinkSync(p));
     }
   }
   return freed;
@@ -171,7 +170,7 @@ function initArgs(resolvedInit: string, opts: SwitchRootOptions): string[] {
     const fd = memfdWithData("bunboot-serialization", new TextEncoder().encode(systemdSerialization(opts.initrdTimestamp)));
     return ["--switched-root", "--system", "--deserialize", String(fd), ...opts.args];
   } catch (e) {
-    log.warn(`cannot hand the first-stage timestamp to systemd: ${e instanceof Error ? e.message : e}`);
+    log.warn(`cannot hand the first-stage timestamp to systemd: ${messageOf(e)}`);
     return opts.args;
   }
 }
@@ -201,11 +200,7 @@ export function switchRoot(opts: SwitchRootOptions): never {
     // The payload image (lib/initrd/payload.ts) is detached, not unmounted:
     // this process still runs from it. Its loop device (autoclear) and the
     // image file, deleted below with the old root, are freed by the exec.
-    for (const t of ["/dev/pts", "/sys", "/dev", PAYLOAD_MOUNT]) {
-      try {
-        umount(t, MNT_DETACH);
-      } catch {}
-    }
+    for (const t of ["/dev/pts", "/sys", "/dev", PAYLOAD_MOUNT]) bestEffort(`detaching ${t}`, () => umount(t, MNT_DETACH));
     // Read before the old root goes: the figure covers the whole first stage.
     const rss = peakRss();
     const rootDev = fs.statSync("/").dev;
@@ -213,9 +208,7 @@ export function switchRoot(opts: SwitchRootOptions): never {
     if (rss) log.info(peakRssText(rss));
     const args = initArgs(init, opts);
     log.info(switchingRootText(freed, NEW_ROOT, [opts.init, ...args].join(" ")));
-    try {
-      umount("/proc", MNT_DETACH);
-    } catch {}
+    bestEffort("detaching /proc", () => umount("/proc", MNT_DETACH));
     process.chdir(NEW_ROOT);
     mount(NEW_ROOT, "/", null, MS.MOVE, null);
     chroot(".");
@@ -233,13 +226,11 @@ export function switchRoot(opts: SwitchRootOptions): never {
   } catch (e) {
     // The old root (shell included) is gone: no emergency shell and no
     // retry is possible any more. Say what happened and reboot.
-    log.err(`switch root failed after the old initramfs was emptied: ${e instanceof Error ? e.message : e}; rebooting in 10 seconds`);
+    log.err(`switch root failed after the old initramfs was emptied: ${messageOf(e)}; rebooting in 10 seconds`);
     Bun.sleepSync(10_000);
     sync();
     for (;;) {
-      try {
-        reboot(RB.AUTOBOOT);
-      } catch {}
+      bestEffort("reboot", () => reboot(RB.AUTOBOOT));
       Bun.sleepSync(1000);
     }
   }

@@ -8,39 +8,31 @@ import { runChecked, run } from "./spawn.ts";
 import { readAt } from "./devices/blockdevs.ts";
 import { hashTreeLevels, hashTreeTopOffset, parseVeritySuperblock, rootHashFromTop } from "./devices/verity.ts";
 import { MAPPER_USR } from "./plan.ts";
+import { BootError, messageOf } from "./errors.ts";
 
 export const VERITYSETUP = "/sbin/veritysetup";
 export const DMSETUP = "/sbin/dmsetup";
 const MAPPER_NAME = "usr";
-
-export class VerityError extends Error {
-  constructor(
-    message: string,
-    readonly param: string,
-  ) {
-    super(message);
-  }
-}
 
 export async function openUsrVerity(dataDev: string, rootHash: string, hashOffset: number): Promise<string> {
   let sb;
   try {
     sb = parseVeritySuperblock(readAt(dataDev, hashOffset, 4096));
   } catch (e) {
-    throw new VerityError(
-      `no dm-verity hash tree on ${dataDev} at byte offset ${hashOffset} (the offset this initrd was built with): ${e instanceof Error ? e.message : e}. ` +
+    throw new BootError(
+      `no dm-verity hash tree on ${dataDev} at byte offset ${hashOffset} (the offset this initrd was built with): ${messageOf(e)}. ` +
         `Check verity.usr= names the /usr partition, and that the image was formatted with --hash-offset=${hashOffset}.`,
-      "verity.usr",
+      { param: "verity.usr" },
     );
   }
   // A one-block image has no tree: its root hash covers the data block itself.
   const top = hashTreeLevels(sb) > 0 ? readAt(dataDev, hashTreeTopOffset(sb, hashOffset), sb.hashBlockSize) : readAt(dataDev, 0, sb.dataBlockSize);
   const found = rootHashFromTop(sb, top);
   if (found !== rootHash) {
-    throw new VerityError(
+    throw new BootError(
       `verity.usrhash does not match the hash tree on ${dataDev}:\n  expected (verity.usrhash=): ${rootHash}\n  found on disk:              ${found}\n` +
         `Nothing was mounted. The command line and the /usr partition belong to different images (wrong slot or a stale boot entry?).`,
-      "verity.usrhash",
+      { param: "verity.usrhash" },
     );
   }
   log.debug(`verity superblock: ${sb.algorithm}, ${sb.dataBlocks} data blocks of ${sb.dataBlockSize}, hash block ${sb.hashBlockSize}, root hash matches`);
@@ -96,7 +88,7 @@ async function checkVerified(): Promise<void> {
   const st = await runChecked([DMSETUP, "status", MAPPER_NAME], "dmsetup status usr");
   const fields = st.stdout.trim().split(/\s+/);
   if (fields[2] !== "verity" || fields[3] !== "V") {
-    throw new VerityError(`dm-verity status of ${MAPPER_USR} is "${st.stdout.trim()}", expected "verity V" (verified)`, "verity.usrhash");
+    throw new BootError(`dm-verity status of ${MAPPER_USR} is "${st.stdout.trim()}", expected "verity V" (verified)`, { param: "verity.usrhash" });
   }
   log.info(`dm-verity ${MAPPER_USR}: ${st.stdout.trim()}`);
 }
@@ -104,6 +96,6 @@ async function checkVerified(): Promise<void> {
 function ensureNode(): void {
   const st = fs.statSync(MAPPER_USR, { throwIfNoEntry: false });
   if (!st || !st.isBlockDevice()) {
-    throw new VerityError(`${MAPPER_USR} is not a block device after veritysetup (libdevmapper did not create the node)`, "verity.usr");
+    throw new BootError(`${MAPPER_USR} is not a block device after veritysetup (libdevmapper did not create the node)`, { param: "verity.usr" });
   }
 }

@@ -98,7 +98,10 @@ export function listBlockDevices(opts: ListOptions): BlockDevice[] {
       let link = "";
       try {
         link = fs.readlinkSync(`/sys/class/block/${name}`);
-      } catch {}
+      } catch {
+        // Gone since the listing (a hot-unplug): listed without its disk,
+        // and absent from the next listing. Device waits list often: no log.
+      }
       const parts = link.split("/");
       dev.disk = parts[parts.length - 2];
       dev.partNumber = ue.PARTN ? Number(ue.PARTN) : undefined;

@@ -1,13 +1,14 @@
 // Property tests ("keep it fixed") for the dm-verity superblock parser and the
 // tree geometry derived from it: seeded random and adversarial superblocks
 // (random bytes, truncation, one-field mutations of a valid superblock,
-// overflowing sizes, bad algorithm names). Only VerityError may come out,
-// valid superblocks round-trip, and every input completes in bounded time.
+// overflowing sizes, bad algorithm names). Only VeritySuperblockError may
+// come out, valid superblocks round-trip, and every input completes in
+// bounded time.
 // The PRNG (mulberry32) and its seed are in each test's name.
 import { describe, expect, test } from "bun:test";
 import {
   VERITY_SUPERBLOCK_SIZE,
-  VerityError,
+  VeritySuperblockError,
   hashTreeBlocks,
   hashTreeLevels,
   hashTreeTopOffset,
@@ -109,17 +110,17 @@ function timed<T>(fn: () => T, limitMs: number, what: string): T {
   return r;
 }
 
-/** Parses, returning the VerityError instead of throwing it; any other exception fails the test. */
-function attempt(block: Uint8Array): VeritySuperblock | VerityError {
+/** Parses, returning the VeritySuperblockError instead of throwing it; any other exception fails the test. */
+function attempt(block: Uint8Array): VeritySuperblock | VeritySuperblockError {
   try {
     return timed(() => parseVeritySuperblock(block), 50, `superblock of ${block.length} bytes`);
   } catch (e) {
-    if (e instanceof VerityError) return e;
+    if (e instanceof VeritySuperblockError) return e;
     throw new Error(`parseVeritySuperblock threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
   }
 }
 
-/** Geometry of a parsed superblock: never anything but a VerityError, always quickly. */
+/** Geometry of a parsed superblock: never anything but a VeritySuperblockError, always quickly. */
 function geometry(sb: VeritySuperblock): void {
   timed(
     () => {
@@ -132,7 +133,7 @@ function geometry(sb: VeritySuperblock): void {
       expect(top).toBeGreaterThanOrEqual(VERITY_SUPERBLOCK_SIZE);
       const want = levels > 0 ? sb.hashBlockSize : sb.dataBlockSize;
       expect(rootHashFromTop(sb, new Uint8Array(want))).toMatch(/^[0-9a-f]+$/);
-      expect(() => rootHashFromTop(sb, new Uint8Array(want - 1))).toThrow(VerityError);
+      expect(() => rootHashFromTop(sb, new Uint8Array(want - 1))).toThrow(VeritySuperblockError);
     },
     100,
     `geometry of ${sb.dataBlocks} blocks`,
@@ -149,7 +150,7 @@ describe("parseVeritySuperblock (property)", () => {
       const f = validFields(g);
       const block = encode(f, g.pick([512, 4096]));
       const sb = attempt(block);
-      if (sb instanceof VerityError) throw new Error(`valid superblock refused: ${sb.message}`);
+      if (sb instanceof VeritySuperblockError) throw new Error(`valid superblock refused: ${sb.message}`);
       expect(sb.version).toBe(1);
       expect(sb.hashType).toBe(f.hashType);
       expect(sb.algorithm).toBe(f.algorithm);
@@ -167,7 +168,7 @@ describe("parseVeritySuperblock (property)", () => {
     }
   });
 
-  test("mulberry32 seed 0xfe0002: random bytes, truncations and one-field mutations: only VerityError", () => {
+  test("mulberry32 seed 0xfe0002: random bytes, truncations and one-field mutations: only VeritySuperblockError", () => {
     const g = new Gen(0xfe0002);
     let refused = 0;
     for (let i = 0; i < 2000; i++) {
@@ -205,7 +206,7 @@ describe("parseVeritySuperblock (property)", () => {
             const b = encode(f);
             for (let n = 1 + g.int(4); n > 0; n--) b[g.int(VERITY_SUPERBLOCK_SIZE)] = g.int(256);
             const res = attempt(b);
-            if (res instanceof VerityError) refused++;
+            if (res instanceof VeritySuperblockError) refused++;
             else geometry(res);
             continue;
           }
@@ -215,9 +216,9 @@ describe("parseVeritySuperblock (property)", () => {
         if (g.chance(0.1)) new DataView(block.buffer).setUint16(80, 257 + g.int(0xff00), true);
       }
       const res = attempt(block);
-      if (res instanceof VerityError) {
+      if (res instanceof VeritySuperblockError) {
         refused++;
-        expect(res.name).toBe("VerityError");
+        expect(res.name).toBe("VeritySuperblockError");
         expect(res.message.length).toBeLessThan(600);
       } else {
         geometry(res);
@@ -230,7 +231,7 @@ describe("parseVeritySuperblock (property)", () => {
     const g = new Gen(0xfe0003);
     const big = new Uint8Array(64 << 20);
     big.set(encode(validFields(g)));
-    expect(attempt(big)).not.toBeInstanceOf(VerityError);
+    expect(attempt(big)).not.toBeInstanceOf(VeritySuperblockError);
   });
 
   // A finding of this test, fixed in verity.ts: the algorithm name from
@@ -242,8 +243,8 @@ describe("parseVeritySuperblock (property)", () => {
       const f = validFields(g);
       f.algorithm = `sha${String.fromCharCode(g.int(0x20))}256`;
       const res = attempt(encode(f));
-      expect(res).toBeInstanceOf(VerityError);
-      expect(RAW_CONTROL.test((res as VerityError).message)).toBe(false);
+      expect(res).toBeInstanceOf(VeritySuperblockError);
+      expect(RAW_CONTROL.test((res as VeritySuperblockError).message)).toBe(false);
     }
   });
 });

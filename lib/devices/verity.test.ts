@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   VERITY_SUPERBLOCK_SIZE,
-  VerityError,
+  VeritySuperblockError,
   hashTreeBlocks,
   hashTreeLevels,
   hashTreeTopOffset,
@@ -240,7 +240,7 @@ describe("wrong offsets and wrong input", () => {
 
   test("superblock looked for at the wrong offset", () => {
     // data at offset 0
-    expect(() => parseVeritySuperblock(readAt(f.path, 0, 4096))).toThrow(VerityError);
+    expect(() => parseVeritySuperblock(readAt(f.path, 0, 4096))).toThrow(VeritySuperblockError);
     expect(() => parseVeritySuperblock(readAt(f.path, 0, 4096))).toThrow(/hash offset is probably wrong/);
     // one block too far: the top hash block
     expect(() => parseVeritySuperblock(readAt(f.path, f.hashOffset + 4096, 4096))).toThrow(/expected "verity\\0\\0"/);

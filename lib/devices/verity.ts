@@ -17,8 +17,9 @@
 import { escapeControls } from "../text.ts";
 import { createHash, getHashes } from "node:crypto";
 
-export class VerityError extends Error {
-  override name = "VerityError";
+/** A dm-verity superblock or hash block that cannot be used (lib/usr-verity.ts turns it into the boot failure). */
+export class VeritySuperblockError extends Error {
+  override name = "VeritySuperblockError";
 }
 
 export interface VeritySuperblock {
@@ -82,12 +83,12 @@ function digestSize(algorithm: string): number | undefined {
  */
 export function parseVeritySuperblock(block: Uint8Array): VeritySuperblock {
   if (block.length < VERITY_SUPERBLOCK_SIZE) {
-    throw new VerityError(`verity superblock: need ${VERITY_SUPERBLOCK_SIZE} bytes, got ${block.length} (hash offset beyond the end of the device?)`);
+    throw new VeritySuperblockError(`verity superblock: need ${VERITY_SUPERBLOCK_SIZE} bytes, got ${block.length} (hash offset beyond the end of the device?)`);
   }
   if (!SIGNATURE.every((c, i) => block[i] === c)) {
     const head = block.subarray(0, 8);
     const zero = block.subarray(0, VERITY_SUPERBLOCK_SIZE).every((x) => x === 0);
-    throw new VerityError(
+    throw new VeritySuperblockError(
       `no dm-verity superblock at the hash offset: expected "verity\\0\\0", found ${describeBytes(head)}` +
         (zero ? " (all zero: nothing was written there)" : "") +
         `; the hash offset is probably wrong (it must be the --hash-offset given to veritysetup format), or the device has no hash tree`,
@@ -95,31 +96,31 @@ export function parseVeritySuperblock(block: Uint8Array): VeritySuperblock {
   }
   const v = new DataView(block.buffer, block.byteOffset, block.byteLength);
   const version = v.getUint32(8, true);
-  if (version !== 1) throw new VerityError(`verity superblock version ${version} is not supported (only version 1 exists)`);
+  if (version !== 1) throw new VeritySuperblockError(`verity superblock version ${version} is not supported (only version 1 exists)`);
   const hashType = v.getUint32(12, true);
-  if (hashType > 1) throw new VerityError(`verity hash type ${hashType} is not supported (0 = Chrome OS, 1 = normal)`);
+  if (hashType > 1) throw new VeritySuperblockError(`verity hash type ${hashType} is not supported (0 = Chrome OS, 1 = normal)`);
 
   const algBytes = block.subarray(32, 64);
   const nul = algBytes.indexOf(0);
-  if (nul <= 0) throw new VerityError(nul === 0 ? "verity superblock has no hash algorithm" : "verity hash algorithm name is not NUL-terminated");
+  if (nul <= 0) throw new VeritySuperblockError(nul === 0 ? "verity superblock has no hash algorithm" : "verity hash algorithm name is not NUL-terminated");
   const algorithm = String.fromCharCode(...algBytes.subarray(0, nul));
   // veritysetup writes the kernel crypto name in lower case; node:crypto knows the common ones.
   const dsize = digestSize(algorithm);
-  if (dsize === undefined) throw new VerityError(`verity hash algorithm "${escapeControls(algorithm)}" is not supported`);
+  if (dsize === undefined) throw new VeritySuperblockError(`verity hash algorithm "${escapeControls(algorithm)}" is not supported`);
 
   const dataBlockSize = v.getUint32(64, true);
   const hashBlockSize = v.getUint32(68, true);
-  if (!blockSizeOk(dataBlockSize)) throw new VerityError(`verity data block size ${dataBlockSize} is invalid (power of two, 512..524288)`);
-  if (!blockSizeOk(hashBlockSize)) throw new VerityError(`verity hash block size ${hashBlockSize} is invalid (power of two, 512..524288)`);
+  if (!blockSizeOk(dataBlockSize)) throw new VeritySuperblockError(`verity data block size ${dataBlockSize} is invalid (power of two, 512..524288)`);
+  if (!blockSizeOk(hashBlockSize)) throw new VeritySuperblockError(`verity hash block size ${hashBlockSize} is invalid (power of two, 512..524288)`);
   // A hash block must hold at least two digests, or the tree never narrows to one block.
   if (Math.floor(hashBlockSize / dsize) < 2) {
-    throw new VerityError(`verity hash block size ${hashBlockSize} is too small for ${algorithm} digests of ${dsize} bytes`);
+    throw new VeritySuperblockError(`verity hash block size ${hashBlockSize} is too small for ${algorithm} digests of ${dsize} bytes`);
   }
   const dataBlocks = v.getBigUint64(72, true);
-  if (dataBlocks === 0n) throw new VerityError("verity superblock says there are 0 data blocks");
-  if (dataBlocks * BigInt(dataBlockSize) >= 1n << 64n) throw new VerityError(`verity data size overflows: ${dataBlocks} blocks of ${dataBlockSize}`);
+  if (dataBlocks === 0n) throw new VeritySuperblockError("verity superblock says there are 0 data blocks");
+  if (dataBlocks * BigInt(dataBlockSize) >= 1n << 64n) throw new VeritySuperblockError(`verity data size overflows: ${dataBlocks} blocks of ${dataBlockSize}`);
   const saltSize = v.getUint16(80, true);
-  if (saltSize > MAX_SALT) throw new VerityError(`verity salt size ${saltSize} exceeds ${MAX_SALT}`);
+  if (saltSize > MAX_SALT) throw new VeritySuperblockError(`verity salt size ${saltSize} exceeds ${MAX_SALT}`);
 
   return {
     version,
@@ -135,7 +136,7 @@ export function parseVeritySuperblock(block: Uint8Array): VeritySuperblock {
 
 function hashPerBlockBits(sb: VeritySuperblock): number {
   const dsize = digestSize(sb.algorithm);
-  if (dsize === undefined) throw new VerityError(`verity hash algorithm "${sb.algorithm}" is not supported`);
+  if (dsize === undefined) throw new VeritySuperblockError(`verity hash algorithm "${sb.algorithm}" is not supported`);
   // floor(log2(digests per block)): cryptsetup and the kernel (__fls) both round down, so a
   // block holds a power-of-two number of digests (128 for sha256 in 4 KiB).
   return Math.floor(Math.log2(Math.floor(sb.hashBlockSize / dsize)));
@@ -187,7 +188,7 @@ export function rootHashFromTop(sb: VeritySuperblock, topHashBlock: Uint8Array):
   const levels = hashTreeLevels(sb);
   const want = levels > 0 ? sb.hashBlockSize : sb.dataBlockSize;
   if (topHashBlock.length !== want) {
-    throw new VerityError(`verity ${levels > 0 ? "top hash" : "data"} block must be ${want} bytes, got ${topHashBlock.length}`);
+    throw new VeritySuperblockError(`verity ${levels > 0 ? "top hash" : "data"} block must be ${want} bytes, got ${topHashBlock.length}`);
   }
   const h = createHash(sb.algorithm);
   if (sb.hashType === 1) {

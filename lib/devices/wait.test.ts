@@ -7,7 +7,8 @@
 import { describe, expect, test } from "bun:test";
 import { parseDeviceRef } from "../cmdline.ts";
 import type { BlockDevice } from "./blockdevs.ts";
-import { DeviceError, waitForDevice, type DeviceEvents, type WaitOptions } from "./wait.ts";
+import { waitForDevice, type DeviceEvents, type WaitOptions } from "./wait.ts";
+import { BootError } from "../errors.ts";
 
 const USR_A = "7130c94a-213a-4e5a-8e26-6cce9662f132";
 
@@ -64,14 +65,14 @@ const PARTUUID_REF = parseDeviceRef("verity.usr", `PARTUUID=${USR_A}`);
 const VDA3 = part("vda3", { partUuid: USR_A, partLabel: "USR-A" });
 const SDA3 = part("sda3", { partUuid: USR_A, partLabel: "USR-A" });
 
-async function rejection(p: Promise<unknown>): Promise<DeviceError> {
+async function rejection(p: Promise<unknown>): Promise<BootError> {
   try {
     await p;
   } catch (e) {
-    expect(e).toBeInstanceOf(DeviceError);
-    return e as DeviceError;
+    expect(e).toBeInstanceOf(BootError);
+    return e as BootError;
   }
-  throw new Error("expected a DeviceError");
+  throw new Error("expected a BootError");
 }
 
 describe("waitForDevice: duplicates that appear late", () => {

@@ -6,18 +6,10 @@ import fs from "node:fs";
 import type { DeviceRef } from "../cmdline.ts";
 import { escapeControls, formatDeviceRef } from "../cmdline.ts";
 import { log } from "../log.ts";
+import { BootError, type BootParam } from "../errors.ts";
 import type { DeviceManager } from "../uevent/manager.ts";
 import { describeDevice, listBlockDevices, type BlockDevice } from "./blockdevs.ts";
 import { matchDevices, normaliseRef, refNeedsFsProbe } from "./match.ts";
-
-export class DeviceError extends Error {
-  constructor(
-    message: string,
-    readonly param: string,
-  ) {
-    super(message);
-  }
-}
 
 const STILL_WAITING_MS = 5000;
 const RECOLDPLUG_MS = 2000;
@@ -72,7 +64,7 @@ function shapeOf(devices: BlockDevice[]): string {
 }
 
 export async function waitForDevice(
-  param: string,
+  param: BootParam,
   ref: DeviceRef,
   timeoutSec: number,
   devices: DeviceEvents,
@@ -98,9 +90,9 @@ export async function waitForDevice(
     const present = listDevices(probeFs);
     const matches = matchDevices(r, present);
     if (matches.length > 1) {
-      throw new DeviceError(
+      throw new BootError(
         `${what} matches ${matches.length} devices, expected exactly one:\n${matches.map(describe).join("\n")}\nUse a unique PARTUUID= or UUID= instead.`,
-        param,
+        { param },
       );
     }
     return { present, matches };
@@ -152,7 +144,7 @@ export async function waitForDevice(
       if (first !== null && opts.settleInBackground) {
         opts.settleInBackground(
           settle(first, present).then((dev) => {
-            if (dev !== first) throw new DeviceError(`${what} was ${first}, but ${dev === null ? "it went away" : `it is now ${dev}`} while the boot went on`, param);
+            if (dev !== first) throw new BootError(`${what} was ${first}, but ${dev === null ? "it went away" : `it is now ${dev}`} while the boot went on`, { param });
           }),
         );
         log.info(`${what} is ${first}`);
@@ -171,11 +163,11 @@ export async function waitForDevice(
     if (timeoutSec > 0 && elapsed >= timeoutSec * 1000) {
       const seen = listDevices(true);
       const hint = await onStillWaiting?.();
-      throw new DeviceError(
+      throw new BootError(
         `timed out after ${timeoutSec} s waiting for ${what} (rd.earlytimeout=${timeoutSec}). Block devices seen:\n` +
           (seen.length ? seen.map(describe).join("\n") : "  none: no disk driver found a disk") +
           (hint ? `\n${hint}` : ""),
-        param,
+        { param },
       );
     }
     if (!announced) {

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { encodeNewc } from "../initrd/cpio.ts";
 import { ChunkVerifier, NoVerifier, StreamHasher, WholeImageVerifier, type StreamVerifier } from "../streamhash.ts";
 import { fetchImage, FetchFailure, type FetchPlan } from "./engine.ts";
+import { BootError } from "../errors.ts";
 import { openSource } from "./sources.ts";
 import { startRawServer, startTestServer, type RawServer, type TestServer } from "./testserver.ts";
 
@@ -119,6 +120,7 @@ describe("fetchImage over HTTP", () => {
     const { p, out } = get(`${server.url}/usr.squashfs`, new WholeImageVerifier("0".repeat(64)));
     const err = (await p.catch((e) => e)) as FetchFailure;
     expect(err.message).toContain(`expected sha256:${"0".repeat(64)}, found sha256:${sha(image)}`);
+    expect(err).toBeInstanceOf(BootError);
     expect(err.param).toBe("rd.usr.hash");
     expect(fs.existsSync(out)).toBe(false);
   });

@@ -12,6 +12,8 @@ import { randomBytes } from "node:crypto";
 import { FetchError, openSource, redactUrl, sftpAuth, type OpenedSource, type SourceOptions } from "./sources.ts";
 import { UsrImageUnwrapper, UnwrapError } from "./unwrap.ts";
 import { StreamHashError, type StreamVerifier } from "../streamhash.ts";
+import { BootError, messageOf, type BootParam } from "../errors.ts";
+import { errnoNameOf } from "../sys/index.ts";
 
 export interface FetchPlan {
   url: string;
@@ -53,18 +55,19 @@ export interface FetchResult {
   seconds: number;
 }
 
-export class FetchFailure extends Error {
+/** A failed fetch: a boot failure (naming rd.usr.url= or rd.usr.hash=) with where it failed. */
+export class FetchFailure extends BootError {
   /** The URL with any credentials redacted (safe to print). */
   readonly url: string;
   constructor(
     message: string,
     url: string,
     readonly offset: number | null,
-    readonly param: string,
+    override readonly param: BootParam,
     /** The caller's signal stopped the fetch. */
     readonly aborted = false,
   ) {
-    super(message);
+    super(message, { param });
     this.name = "FetchFailure";
     this.url = redactUrl(url);
   }
@@ -93,7 +96,7 @@ function writeAll(fd: number, data: Uint8Array, out: string): void {
     try {
       done += fs.writeSync(fd, data, done, data.length - done);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOSPC") {
+      if (errnoNameOf(e) === "ENOSPC") {
         throw new FetchFailure(
           `no space left while writing ${out}: the initramfs is a tmpfs in RAM (by default at most half of it), and the image does not fit. Give the machine more RAM.`,
           "",
@@ -182,7 +185,7 @@ function fsyncDir(dir: string): void {
 
 export async function fetchImage(plan: FetchPlan): Promise<FetchResult> {
   const t0 = performance.now();
-  const fail = (message: string, offset: number | null = null, param = "rd.usr.url") => new FetchFailure(message, plan.url, offset, param);
+  const fail = (message: string, offset: number | null = null, param: BootParam = "rd.usr.url") => new FetchFailure(message, plan.url, offset, param);
 
   // One signal for everything that stops the fetch for good: the caller,
   // the overall deadline, a dripping server.
@@ -373,7 +376,7 @@ export async function fetchImage(plan: FetchPlan): Promise<FetchResult> {
     if (e instanceof UnwrapError) throw fail(e.message);
     if (e instanceof FetchError) throw fail(e.message);
     const code = (e as NodeJS.ErrnoException | null)?.code;
-    if (code) throw fail(`writing ${plan.out} failed: ${(e as Error).message}`);
+    if (code) throw fail(`writing ${plan.out} failed: ${messageOf(e)}`);
     throw e;
   } finally {
     clearTimeout(deadline);

@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import { createHash } from "node:crypto";
 import { redactText, redactUrl } from "../redact.ts";
+import { messageOf } from "../errors.ts";
 
 export { redactText, redactUrl };
 
@@ -49,7 +50,7 @@ export const MAX_REDIRECTS = 10;
 
 /** An error message from below (fetch, ssh2, fs), redacted and without Bun's debugging hint. */
 function describeError(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = messageOf(e);
   return redactText(msg.replace(/\s*For more information, pass `verbose: true` in the second argument to fetch\(\)\.?/, ""));
 }
 

@@ -3,6 +3,7 @@
 // a foreign root or another architecture. Pure: file access is injected.
 
 import { posix } from "node:path";
+import { messageOf } from "../errors.ts";
 
 export interface ElfInfo {
   class: 32 | 64;
@@ -321,7 +322,7 @@ function expandDirs(list: string[], obj: LoadedObject): SearchDir[] {
 }
 
 function withPath(path: string, err: unknown): Error {
-  const msg = err instanceof Error ? err.message : String(err);
+  const msg = messageOf(err);
   return new ElfError(`${path}: ${msg}`);
 }
 

@@ -15,6 +15,7 @@ import { UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
 import { PAYLOAD_IMAGE, PAYLOAD_MOUNT, bootModuleOrder, splitPayload } from "./payload.ts";
 import { BUSYBOX, CONFIG_PATH, EMERGENCY_PASSWORD_HASH, INIT_PATH, SFTP_HOST_KEY, SFTP_KEY, SHIM_PATH, UDHCPC_SCRIPT, USR_HASHES } from "../paths.ts";
 import { parseStreamHashList } from "../streamhash.ts";
+import { messageOf } from "../errors.ts";
 
 export type Compression = "zstd" | "xz" | "gzip" | "none";
 
@@ -178,7 +179,9 @@ export function newestKernel(modulesRoot: string): string {
   let versions: string[] = [];
   try {
     versions = fs.readdirSync(modulesRoot).filter((v) => fs.existsSync(path.join(modulesRoot, v, "modules.dep")));
-  } catch {}
+  } catch {
+    // A missing or unreadable modules root is reported just below, by name.
+  }
   if (versions.length === 0) throw new BuildError(`no kernel modules in ${modulesRoot} (install linux-image-amd64 or pass --modules-root)`);
   return versions.sort((a, b) => a.localeCompare(b, undefined, { numeric: true })).at(-1)!;
 }
@@ -306,7 +309,7 @@ function addRemoteUsr(tree: InitrdTree, opts: BuildOptions): void {
     try {
       parseStreamHashList(text, `--usr-hashes ${opts.usrHashes}`);
     } catch (e) {
-      throw new BuildError((e as Error).message);
+      throw new BuildError(messageOf(e));
     }
     tree.file(USR_HASHES, new TextEncoder().encode(text), 0o644, "skeleton");
   }

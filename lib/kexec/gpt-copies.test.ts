@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { FLATCAR_USR_TYPE_GUID, GptError, crc32, encodeGuid, gptEntriesByteLength, gptPriority, gptSuccessful, gptTries, parseGptEntries, parseGptHeader, type GptHeader } from "../devices/gpt.ts";
 import { planAttributeWrites, readGptDisk, type DiskWrite, type GptDisk } from "./gpt-copies.ts";
 import { chooseSlot, KexecPlanError, USR_A_PARTUUID } from "./plan.ts";
+import { messageOf } from "../errors.ts";
 
 const USR_B = "e03dd35c-7c2d-4a47-b3fe-27f15780a57c";
 const ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
@@ -812,7 +813,7 @@ describe(`Keep it fixed: random and hostile GPTs (mulberry32 seed 0x${PROPERTY_S
         if (again.warnings.some((w) => /differ|corrupt/.test(w))) throw new Error(`after the writes: ${again.warnings.join("; ")}`);
         if (again.good.entries.find((e) => e.index === target.index)?.attributes !== attributes) throw new Error("the new attributes do not read back");
       } catch (e) {
-        throw new Error(`${where}: ${e instanceof Error ? e.message : e}\nwarnings: ${g.warnings.join("; ")}`);
+        throw new Error(`${where}: ${messageOf(e)}\nwarnings: ${g.warnings.join("; ")}`);
       }
       seen.planned++;
       if (writes.some((w) => w.what.endsWith("(rebuilt)"))) seen.rebuilt++;

@@ -14,6 +14,7 @@ import {
   type GptEntry,
   type GptHeader,
 } from "../devices/gpt.ts";
+import { messageOf } from "../errors.ts";
 
 /** Reads `length` bytes at byte `offset` of the disk (short reads return fewer bytes). */
 export type ReadAt = (offset: number, length: number) => Uint8Array;
@@ -92,10 +93,6 @@ function readCopy(read: ReadAt, which: GptCopy["which"], lba: bigint, sectorSize
   return { which, header, headerSector, entriesBytes, entries };
 }
 
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 /** Why the primary's AlternateLBA cannot be where the backup is, or null when it can. */
 function alternateLbaProblem(h: GptHeader, sectorSize: number, lastLba: bigint): string | null {
   const alt = h.alternateLba;
@@ -150,7 +147,7 @@ export function readGptDisk(read: ReadAt, diskBytes: number, sectorSize: number)
   try {
     primary = readCopy(read, "primary", 1n, sectorSize, lastLba);
   } catch (e) {
-    primaryError = message(e);
+    primaryError = messageOf(e);
   }
   let backupLba = lastLba;
   let whereWarning: string | undefined;
@@ -167,7 +164,7 @@ export function readGptDisk(read: ReadAt, diskBytes: number, sectorSize: number)
     backup = readCopy(read, "backup", backupLba, sectorSize, lastLba);
   } catch (e) {
     backup = null;
-    backupError = message(e);
+    backupError = messageOf(e);
   }
   const good = primary ?? backup;
   if (!good) {

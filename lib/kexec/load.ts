@@ -25,6 +25,7 @@ import {
   type GrubVars,
   type Platform,
 } from "./plan.ts";
+import { messageOf } from "../errors.ts";
 
 export class KexecError extends Error {
   override name = "KexecError";
@@ -98,7 +99,7 @@ function diskInfo(dev: string, devices: BlockDevice[] | null): DiskInfo {
   try {
     st = fs.statSync(dev);
   } catch (e) {
-    throw new KexecError(`--disk ${dev}: ${e instanceof Error ? e.message : e}`);
+    throw new KexecError(`--disk ${dev}: ${messageOf(e)}`);
   }
   if (st.isFile()) return { dev, partitions: new Map(), sectorSize: 512, bytes: st.size };
   if (!st.isBlockDevice()) throw new KexecError(`--disk ${dev} is neither a block device nor an image file`);
@@ -157,7 +158,7 @@ function mountPartition(part: BlockDevice, what: string): Mounted {
     sys.mount(part.devPath, dir, fsType, sys.MS.RDONLY | sys.MS.NOSUID | sys.MS.NODEV | sys.MS.NOEXEC, null);
   } catch (e) {
     fs.rmdirSync(dir);
-    throw new KexecError(`cannot mount the ${what} ${part.devPath} (${fsType}) read-only: ${e instanceof Error ? e.message : e}`);
+    throw new KexecError(`cannot mount the ${what} ${part.devPath} (${fsType}) read-only: ${messageOf(e)}`);
   }
   return {
     dir,
@@ -165,7 +166,10 @@ function mountPartition(part: BlockDevice, what: string): Mounted {
       try {
         sys.umount(dir);
         fs.rmdirSync(dir);
-      } catch {}
+      } catch {
+        // Cleanup after the load or before a reboot: a mount still busy stays
+        // (read-only, under /run or /tmp), and the kexec or reboot goes on.
+      }
     },
   };
 }
@@ -191,7 +195,7 @@ export function makePlan(opts: KexecOptions, hold: Mounted[]): KexecPlan {
   try {
     gpt = readGptDisk((offset, length) => readFdAt(fd, offset, length), disk.bytes, disk.sectorSize);
   } catch (e) {
-    throw new KexecError(`${disk.dev}: ${e instanceof Error ? e.message : e}`);
+    throw new KexecError(`${disk.dev}: ${messageOf(e)}`);
   } finally {
     fs.closeSync(fd);
   }
@@ -383,8 +387,10 @@ export async function kexec(opts: KexecOptions): Promise<number> {
       // Rebooting into the slot without counting the try could loop forever on a bad update.
       try {
         sys.kexecFileUnload();
-      } catch {}
-      throw new KexecError(`writing the GPT on ${plan.disk} failed, kexec image unloaded, not rebooting: ${e instanceof Error ? e.message : e}`);
+      } catch {
+        // Nothing loaded any more is what is wanted; the GPT error below is what to report.
+      }
+      throw new KexecError(`writing the GPT on ${plan.disk} failed, kexec image unloaded, not rebooting: ${messageOf(e)}`);
     }
     say(`GPT updated: ${plan.gptChange}`);
   }

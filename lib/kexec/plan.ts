@@ -9,6 +9,7 @@ import {
   withGptSlotAttributes,
   type GptEntry,
 } from "../devices/gpt.ts";
+import { messageOf } from "../errors.ts";
 
 export class KexecPlanError extends Error {
   override name = "KexecPlanError";
@@ -200,7 +201,7 @@ function grubWords(line: string, vars: GrubVars): string[][] | string {
       }
     }
   } catch (e) {
-    return e instanceof Error ? e.message : String(e);
+    return messageOf(e);
   }
   end();
   return commands.filter((c) => c.length > 0);

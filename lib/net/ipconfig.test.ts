@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { IpConfigError, parseIp, parseNameserver, splitFields } from "./ipconfig.ts";
+import { BootError } from "../errors.ts";
 
 describe("ip=", () => {
   test("DHCP forms", () => {
@@ -177,14 +178,15 @@ describe("ip=: the other fields of the static form", () => {
     }
   });
 
-  test("IpConfigError names the parameter it came from", () => {
+  test("IpConfigError names the parameter it came from, as a BootError for the failure screen", () => {
     expect(() => parseNameserver("dns")).toThrow(IpConfigError);
     try {
       parseNameserver("[::::::]");
     } catch (e) {
+      expect(e).toBeInstanceOf(BootError);
       expect((e as IpConfigError).param).toBe("nameserver");
       expect((e as Error).message).toBe("nameserver=[::::::]: expected an IPv4 or IPv6 address");
     }
-    expect.assertions(3);
+    expect.assertions(4);
   });
 });

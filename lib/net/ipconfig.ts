@@ -6,20 +6,21 @@
 // their real syntax, the hostname by its alphabet. Messages show the value
 // escaped and shortened (showValue), as the command-line parser does.
 import { showValue } from "../cmdline.ts";
+import { BootError } from "../errors.ts";
 
 export type IpConfig =
   | { kind: "dhcp"; iface?: string; family: 4 | 6 }
   | { kind: "static"; iface?: string; family: 4 | 6; address: string; prefix: number; gateway?: string; hostname?: string; dns: string[] }
   | { kind: "off"; iface?: string };
 
-/** A bad ip= or nameserver= value; `param` says which. */
-export class IpConfigError extends Error {
+/** A bad ip= or nameserver= value, a boot failure naming the parameter it came from. */
+export class IpConfigError extends BootError {
   override name = "IpConfigError";
   constructor(
     message: string,
-    readonly param: "ip" | "nameserver" = "ip",
+    override readonly param: "ip" | "nameserver" = "ip",
   ) {
-    super(message);
+    super(message, { param });
   }
 }
 

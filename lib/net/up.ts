@@ -8,7 +8,8 @@ import type { BootParams } from "../cmdline.ts";
 import { log } from "../log.ts";
 import { runChecked, run } from "../spawn.ts";
 import type { DeviceManager } from "../uevent/manager.ts";
-import { parseIp, parseNameserver, IpConfigError, type IpConfig } from "./ipconfig.ts";
+import { parseIp, parseNameserver, type IpConfig } from "./ipconfig.ts";
+import { BootError } from "../errors.ts";
 
 import { BUSYBOX, UDHCPC_SCRIPT } from "../paths.ts";
 const LEASE_DIR = "/run/bunboot";
@@ -30,15 +31,6 @@ case "$1" in
 esac
 exit 0
 `;
-
-export class NetworkError extends Error {
-  constructor(
-    message: string,
-    readonly param: string,
-  ) {
-    super(message);
-  }
-}
 
 export interface NetState {
   iface: string;
@@ -93,24 +85,13 @@ async function waitFor<T>(what: string, timeoutMs: number, devices: DeviceManage
 }
 
 export async function bringUpNetwork(p: BootParams, devices: DeviceManager): Promise<NetState> {
-  let configs: IpConfig[];
-  try {
-    configs = p.ip.map(parseIp);
-  } catch (e) {
-    if (e instanceof IpConfigError) throw new NetworkError(e.message, "ip");
-    throw e;
-  }
+  // A bad value throws an IpConfigError, a BootError naming ip= or nameserver=.
+  const configs = p.ip.map(parseIp);
   if (configs.length > 0 && configs.every((c) => c.kind === "off")) {
-    throw new NetworkError("ip=off, but the network is needed (rd.usr.url= or rd.neednet=1)", "ip");
+    throw new BootError("ip=off, but the network is needed (rd.usr.url= or rd.neednet=1)", { param: "ip" });
   }
   const config = (configs.find((c) => c.kind !== "off") ?? { kind: "dhcp", family: 4 }) as Exclude<IpConfig, { kind: "off" }>;
-  const extraDns = p.nameservers.map((n) => {
-    try {
-      return parseNameserver(n);
-    } catch (e) {
-      throw new NetworkError((e as Error).message, "nameserver");
-    }
-  });
+  const extraDns = p.nameservers.map(parseNameserver);
   const appearMs = (p.earlyTimeoutSec > 0 ? Math.min(p.earlyTimeoutSec, 120) : 120) * 1000;
 
   // Which interface: named by ip=, else the one whose MAC is BOOTIF=, else
@@ -119,23 +100,23 @@ export async function bringUpNetwork(p: BootParams, devices: DeviceManager): Pro
   if (!wantedName && p.bootif) {
     const mac = p.bootif.toLowerCase();
     const found = await waitFor(`the interface with BOOTIF=${mac}`, appearMs, devices, () => interfaces().find((n) => readSys(`/sys/class/net/${n}/address`)?.toLowerCase() === mac) ?? null);
-    if (!found) throw new NetworkError(`no interface has the MAC address of BOOTIF=${p.bootif} after ${appearMs / 1000} s; interfaces: ${describeInterfaces()}`, "BOOTIF");
+    if (!found) throw new BootError(`no interface has the MAC address of BOOTIF=${p.bootif} after ${appearMs / 1000} s; interfaces: ${describeInterfaces()}`, { param: "BOOTIF" });
     wantedName = found;
   }
   if (wantedName) {
     const name = wantedName;
     if (!(await waitFor(`interface ${name}`, appearMs, devices, () => (interfaces().includes(name) ? name : null)))) {
-      throw new NetworkError(`interface ${name} (from ip=) did not appear within ${appearMs / 1000} s; interfaces: ${describeInterfaces()}`, "ip");
+      throw new BootError(`interface ${name} (from ip=) did not appear within ${appearMs / 1000} s; interfaces: ${describeInterfaces()}`, { param: "ip" });
     }
   } else if (!(await waitFor("a network interface", appearMs, devices, () => (interfaces().length > 0 ? true : null)))) {
-    throw new NetworkError(`no network interface appeared within ${appearMs / 1000} s: no driver for the NIC in this initrd? Interfaces: ${describeInterfaces()}`, "ip");
+    throw new BootError(`no network interface appeared within ${appearMs / 1000} s: no driver for the NIC in this initrd? Interfaces: ${describeInterfaces()}`, { param: "ip" });
   }
   await run([BUSYBOX, "ip", "link", "set", "dev", "lo", "up"]);
   const candidates = wantedName ? [wantedName] : interfaces();
   for (const n of candidates) await ip("link", "set", "dev", n, "up");
   const carrierMs = 15_000;
   const iface = await waitFor(`carrier on ${candidates.join(", ")}`, carrierMs, devices, () => candidates.find((n) => readSys(`/sys/class/net/${n}/carrier`) === "1") ?? null);
-  if (!iface) throw new NetworkError(`no carrier on ${candidates.join(", ")} after ${carrierMs / 1000} s (cable, switch port?); interfaces: ${describeInterfaces()}`, "ip");
+  if (!iface) throw new BootError(`no carrier on ${candidates.join(", ")} after ${carrierMs / 1000} s (cable, switch port?); interfaces: ${describeInterfaces()}`, { param: "ip" });
 
   let state: NetState;
   // A retry after the emergency shell finds the last attempt's address:
@@ -146,7 +127,7 @@ export async function bringUpNetwork(p: BootParams, devices: DeviceManager): Pro
     if (config.gateway) await ip("route", "replace", "default", "via", config.gateway, "dev", iface);
     state = { iface, address: config.address, prefix: config.prefix, gateway: config.gateway, dns: config.dns, how: "static" };
   } else {
-    if (config.family === 6) throw new NetworkError("ip=dhcp6: DHCPv6 is not supported yet; use a static IPv6 address", "ip");
+    if (config.family === 6) throw new BootError("ip=dhcp6: DHCPv6 is not supported yet; use a static IPv6 address", { param: "ip" });
     state = await dhcp(iface);
   }
   const dns = [...new Set([...state.dns, ...extraDns])];
@@ -169,7 +150,7 @@ async function dhcp(iface: string): Promise<NetState> {
     const r = await run([BUSYBOX, "udhcpc", "-i", iface, "-f", "-q", "-n", "-t", "6", "-T", "2", "-s", UDHCPC_SCRIPT]);
     if (r.code === 0 && fs.existsSync(leaseFile)) break;
     log.info(`DHCP on ${iface}: no lease yet (round ${round} of 3)${r.stderr.trim() ? `: ${r.stderr.trim().split("\n").at(-1)}` : ""}`);
-    if (round === 3) throw new NetworkError(`DHCP on ${iface} got no lease; use ip=<client>::<gateway>:<netmask>::${iface}:none for a static address`, "ip");
+    if (round === 3) throw new BootError(`DHCP on ${iface} got no lease; use ip=<client>::<gateway>:<netmask>::${iface}:none for a static address`, { param: "ip" });
   }
   const lease: Record<string, string> = {};
   for (const line of fs.readFileSync(leaseFile, "utf8").split("\n")) {
@@ -177,7 +158,7 @@ async function dhcp(iface: string): Promise<NetState> {
     if (eq > 0) lease[line.slice(0, eq)] = line.slice(eq + 1).trim();
   }
   const prefix = Number(lease.mask ?? "24") || 24;
-  if (!lease.ip) throw new NetworkError(`DHCP on ${iface}: the lease has no address`, "ip");
+  if (!lease.ip) throw new BootError(`DHCP on ${iface}: the lease has no address`, { param: "ip" });
   await ip("addr", "add", `${lease.ip}/${prefix}`, "dev", iface);
   const gateway = lease.router?.split(/\s+/)[0] || undefined;
   if (gateway) await ip("route", "replace", "default", "via", gateway, "dev", iface);

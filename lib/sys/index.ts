@@ -40,14 +40,45 @@ function c() {
   return libc.symbols;
 }
 
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 9: "EBADF", 11: "EAGAIN",
-  12: "ENOMEM", 13: "EACCES", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV", 20: "ENOTDIR", 21: "EISDIR",
-  22: "EINVAL", 24: "EMFILE", 25: "ENOTTY", 28: "ENOSPC", 30: "EROFS", 38: "ENOSYS", 39: "ENOTEMPTY",
-  7: "E2BIG", 8: "ENOEXEC", 129: "EKEYREJECTED",
-  61: "ENODATA", 74: "EBADMSG", 95: "EOPNOTSUPP", 110: "ETIMEDOUT", 117: "EUCLEAN",
-};
-const ERRNO_TEXT: Record<string, string> = {
+/**
+ * Linux errno values by name: asm-generic/errno-base.h and errno.h, which
+ * x86_64 and arm64 use. Aliases are left out (EWOULDBLOCK is EAGAIN,
+ * EDEADLOCK is EDEADLK, glibc's ENOTSUP is EOPNOTSUPP), so that each number
+ * has one name and a comparison with an alias cannot silently never match.
+ */
+export const ERRNO = {
+  EPERM: 1, ENOENT: 2, ESRCH: 3, EINTR: 4, EIO: 5, ENXIO: 6, E2BIG: 7, ENOEXEC: 8, EBADF: 9, ECHILD: 10, EAGAIN: 11,
+  ENOMEM: 12, EACCES: 13, EFAULT: 14, ENOTBLK: 15, EBUSY: 16, EEXIST: 17, EXDEV: 18, ENODEV: 19, ENOTDIR: 20,
+  EISDIR: 21, EINVAL: 22, ENFILE: 23, EMFILE: 24, ENOTTY: 25, ETXTBSY: 26, EFBIG: 27, ENOSPC: 28, ESPIPE: 29,
+  EROFS: 30, EMLINK: 31, EPIPE: 32, EDOM: 33, ERANGE: 34, EDEADLK: 35, ENAMETOOLONG: 36, ENOLCK: 37, ENOSYS: 38,
+  ENOTEMPTY: 39, ELOOP: 40, ENOMSG: 42, EIDRM: 43, ECHRNG: 44, EL2NSYNC: 45, EL3HLT: 46, EL3RST: 47, ELNRNG: 48,
+  EUNATCH: 49, ENOCSI: 50, EL2HLT: 51, EBADE: 52, EBADR: 53, EXFULL: 54, ENOANO: 55, EBADRQC: 56, EBADSLT: 57,
+  EBFONT: 59, ENOSTR: 60, ENODATA: 61, ETIME: 62, ENOSR: 63, ENONET: 64, ENOPKG: 65, EREMOTE: 66, ENOLINK: 67,
+  EADV: 68, ESRMNT: 69, ECOMM: 70, EPROTO: 71, EMULTIHOP: 72, EDOTDOT: 73, EBADMSG: 74, EOVERFLOW: 75, ENOTUNIQ: 76,
+  EBADFD: 77, EREMCHG: 78, ELIBACC: 79, ELIBBAD: 80, ELIBSCN: 81, ELIBMAX: 82, ELIBEXEC: 83, EILSEQ: 84,
+  ERESTART: 85, ESTRPIPE: 86, EUSERS: 87, ENOTSOCK: 88, EDESTADDRREQ: 89, EMSGSIZE: 90, EPROTOTYPE: 91,
+  ENOPROTOOPT: 92, EPROTONOSUPPORT: 93, ESOCKTNOSUPPORT: 94, EOPNOTSUPP: 95, EPFNOSUPPORT: 96, EAFNOSUPPORT: 97,
+  EADDRINUSE: 98, EADDRNOTAVAIL: 99, ENETDOWN: 100, ENETUNREACH: 101, ENETRESET: 102, ECONNABORTED: 103,
+  ECONNRESET: 104, ENOBUFS: 105, EISCONN: 106, ENOTCONN: 107, ESHUTDOWN: 108, ETOOMANYREFS: 109, ETIMEDOUT: 110,
+  ECONNREFUSED: 111, EHOSTDOWN: 112, EHOSTUNREACH: 113, EALREADY: 114, EINPROGRESS: 115, ESTALE: 116, EUCLEAN: 117,
+  ENOTNAM: 118, ENAVAIL: 119, EISNAM: 120, EREMOTEIO: 121, EDQUOT: 122, ENOMEDIUM: 123, EMEDIUMTYPE: 124,
+  ECANCELED: 125, ENOKEY: 126, EKEYEXPIRED: 127, EKEYREVOKED: 128, EKEYREJECTED: 129, EOWNERDEAD: 130,
+  ENOTRECOVERABLE: 131, ERFKILL: 132, EHWPOISON: 133,
+} as const;
+export type ErrnoName = keyof typeof ERRNO;
+/** What SysError.code holds: the name, or the number for one outside the table. */
+export type ErrnoCode = ErrnoName | `errno ${number}`;
+
+const ERRNO_NAME_OF = new Map<number, ErrnoName>(Object.entries(ERRNO).map(([name, n]) => [n, name as ErrnoName]));
+
+/** The errno name a failed call carries: a SysError's, or the `code` of a Node fs or socket error. */
+export function errnoNameOf(e: unknown): ErrnoName | undefined {
+  const code = e instanceof SysError ? e.code : (e as NodeJS.ErrnoException | null)?.code;
+  return typeof code === "string" && Object.hasOwn(ERRNO, code) ? (code as ErrnoName) : undefined;
+}
+
+/** Human texts for the errors a boot is likely to meet; the others show their name only. */
+const ERRNO_TEXT: Partial<Record<ErrnoName, string>> = {
   EPERM: "operation not permitted", ENOENT: "no such file or directory", EIO: "input/output error",
   ENXIO: "no such device or address", EBUSY: "device or resource busy", ENODEV: "no such device (filesystem type or driver not available)",
   EINVAL: "invalid argument", ENOTDIR: "not a directory", EACCES: "permission denied", ENOMEM: "out of memory",
@@ -56,16 +87,16 @@ const ERRNO_TEXT: Record<string, string> = {
 };
 
 export class SysError extends Error {
+  readonly code: ErrnoCode;
   constructor(
     readonly call: string,
     readonly errno: number,
     readonly detail: string,
   ) {
-    const code = ERRNO_NAMES[errno] ?? `errno ${errno}`;
-    super(`${call}(${detail}): ${ERRNO_TEXT[code] ?? code} (${code})`);
-  }
-  get code(): string {
-    return ERRNO_NAMES[this.errno] ?? `errno ${this.errno}`;
+    const name = ERRNO_NAME_OF.get(errno);
+    const code = name ?? `errno ${errno}`;
+    super(`${call}(${detail}): ${(name && ERRNO_TEXT[name]) ?? code} (${code})`);
+    this.code = code;
   }
 }
 
@@ -194,7 +225,7 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
     const n = Number(c().poll(ptr(pfd), 1, timeoutMs));
     if (n >= 0) return n > 0;
     const e = errno();
-    if (e !== 4) throw new SysError("poll", e, `fd ${fd}`);
+    if (e !== ERRNO.EINTR) throw new SysError("poll", e, `fd ${fd}`);
   }
 }
 

@@ -6,8 +6,9 @@
 import fs from "node:fs";
 import { log } from "../log.ts";
 import type { ModuleLoader } from "../kmod.ts";
-import { openUeventSocket, close } from "../sys/index.ts";
+import { openUeventSocket, close, errnoNameOf } from "../sys/index.ts";
 import { parseNetlinkUevent, type Uevent } from "./parse.ts";
+import { messageOf } from "../errors.ts";
 
 export class DeviceManager {
   private fd: number | null = null;
@@ -26,7 +27,7 @@ export class DeviceManager {
     void this.readLoop(fd).catch((e) => {
       // A dead listener means hotplugged devices go unnoticed; the periodic
       // re-coldplug in waits still finds them, so say it and carry on.
-      log.warn(`uevent listener stopped: ${e instanceof Error ? e.message : e}`);
+      log.warn(`uevent listener stopped: ${messageOf(e)}`);
       if (this.fd === fd) {
         close(fd);
         this.fd = null;
@@ -49,7 +50,7 @@ export class DeviceManager {
         fs.read(fd, buf, 0, buf.length, null, (err, bytes) => {
           // ENOBUFS: the kernel dropped events while we were busy; the
           // re-coldplug in device waits recovers what they announced.
-          if (err && (err as NodeJS.ErrnoException).code === "ENOBUFS") resolve(0);
+          if (err && errnoNameOf(err) === "ENOBUFS") resolve(0);
           else if (err) reject(err);
           else resolve(bytes);
         }),
