@@ -5,7 +5,7 @@
 //
 // Parameter names and meanings: /work/shared/spec/boot-contract.md and
 // remote-usr.md.
-import { escapeControls } from "./text.ts";
+import { ParamError } from "./param-error.ts";
 
 // ---------------------------------------------------------------------------
 // Tokeniser
@@ -111,54 +111,11 @@ export function splitCmdline(text: string): CmdlineWord[] {
 // Errors
 // ---------------------------------------------------------------------------
 
-const SHOWN_VALUE_MAX = 80;
-
-export { escapeControls };
-
-/**
- * Makes a value safe and short enough for a console message: a 1 MB typo
- * must not flood the console, and control characters must not garble it
- * (escapeControls). Exported for the other command-line parsers (ip=, mount
- * options), so that every message shows values the same way.
- */
-export function showValue(value: string): string {
-  let shown = value;
-  let cut = false;
-  if (shown.length > SHOWN_VALUE_MAX) {
-    shown = shown.slice(0, SHOWN_VALUE_MAX);
-    // Do not leave half of a surrogate pair before the ellipsis.
-    const last = shown.charCodeAt(shown.length - 1);
-    if (last >= 0xd800 && last <= 0xdbff) shown = shown.slice(0, -1);
-    cut = true;
-  }
-  shown = escapeControls(shown);
-  return cut ? `${shown}…` : shown;
-}
-
-/**
- * An invalid parameter value. The message names the parameter, the value as
- * given (shortened and escaped) and what was expected, so that the failure
- * screen tells the user what to fix on the command line.
- */
-export class ParamError extends Error {
-  readonly param: string;
-  /**
-   * The value as given, unshortened; "" for a bare word. URL parameters pass
-   * it with the password redacted (redactUrlPassword), so that neither the
-   * message nor this field can leak it into a log.
-   */
-  readonly value: string;
-  readonly expected: string;
-
-  /** `value` null means the word had no "=" at all; the message then shows the name alone. */
-  constructor(param: string, value: string | null, expected: string) {
-    super(value === null ? `${param}: expected ${expected}` : `${param}=${showValue(value)}: expected ${expected}`);
-    this.name = "ParamError";
-    this.param = param;
-    this.value = value ?? "";
-    this.expected = expected;
-  }
-}
+// ParamError lives in its own module so that the device references (which
+// throw it) need not import this file; showValue sits with escapeControls.
+// Re-exported for the other command-line parsers and the tests.
+export { ParamError } from "./param-error.ts";
+export { escapeControls, showValue } from "./text.ts";
 
 // ---------------------------------------------------------------------------
 // Device references
