@@ -312,10 +312,16 @@ function parseEmergency(param: string, value: string | null): EmergencyAction {
 }
 
 /** The contract's breakpoints, in boot order. */
-export const BREAKPOINTS: readonly string[] = Object.freeze(["pre-udev", "pre-verity", "pre-mount", "pre-switch-root"]);
+export const BREAKPOINTS = Object.freeze(["pre-udev", "pre-verity", "pre-mount", "pre-switch-root"] as const);
+/** A breakpoint name: a misspelt one in a breakpoint() call does not compile. */
+export type Breakpoint = (typeof BREAKPOINTS)[number];
+
+function isBreakpoint(name: string): name is Breakpoint {
+  return (BREAKPOINTS as readonly string[]).includes(name);
+}
 export const BREAKPOINT_EXPECTED = `one of ${BREAKPOINTS.join(", ")}`;
 /** A bare rd.break stops right before switch_root, as in dracut. */
-const DEFAULT_BREAKPOINT = "pre-switch-root";
+const DEFAULT_BREAKPOINT: Breakpoint = "pre-switch-root";
 
 export const MODULE_EXPECTED = "kernel module names (letters, digits, _ and -) separated by commas";
 // A leading '-' would turn the name into a modprobe option.
@@ -366,7 +372,7 @@ export interface BootParams {
   /** 0 = wait forever. */
   earlyTimeoutSec: number;
   /** Names from BREAKPOINTS, in command-line order, without duplicates. */
-  breakpoints: string[];
+  breakpoints: Breakpoint[];
   shellAllowed: boolean;
   emergency: EmergencyAction;
   /** 0 = wait forever. */
@@ -453,7 +459,7 @@ export function parseBootParams(words: readonly CmdlineWord[]): { params: BootPa
   const legacyFlags = emptySlot<string>();
 
   // Sets deduplicate lists where repeating an entry has no meaning.
-  const breakpoints = new Set<string>();
+  const breakpoints = new Set<Breakpoint>();
   const driverPre = new Set<string>();
   const driverBlacklist = new Set<string>();
 
@@ -501,7 +507,7 @@ export function parseBootParams(words: readonly CmdlineWord[]): { params: BootPa
     for (const item of value.split(",")) {
       if (item === "") continue;
       any = true;
-      if (BREAKPOINTS.includes(item)) breakpoints.add(item);
+      if (isBreakpoint(item)) breakpoints.add(item);
       else errors.push(new ParamError(key, item, BREAKPOINT_EXPECTED));
     }
     // "rd.break=" names nothing; unlike bare rd.break it is most likely a mistake.
