@@ -1,28 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import {
-  BOOTIF_EXPECTED,
   BREAKPOINTS,
-  BREAKPOINT_EXPECTED,
-  CONSOLE_EXPECTED,
-  EMERGENCY_EXPECTED,
-  FLAG_EXPECTED,
-  FSTYPE_EXPECTED,
-  INIT_EXPECTED,
-  IP_EXPECTED,
-  MODULE_EXPECTED,
-  MOUNT_FLAGS_EXPECTED,
-  NAMESERVER_EXPECTED,
-  PROXY_EXPECTED,
+  PARAMS,
   ParamError,
-  TIMEOUT_EXPECTED,
   TIMEOUT_MAX_SEC,
-  USR_HASH_EXPECTED,
-  USR_URL_ESCAPE_EXPECTED,
-  USR_URL_EXPECTED,
-  USR_URL_PASSWORD_EXPECTED,
-  USR_URL_QUERY_EXPECTED,
-  USR_URL_SFTP_USER_EXPECTED,
-  VERITY_HASH_EXPECTED,
   defaultBootParams,
   parseBootParams,
   parseFlag,
@@ -31,6 +12,30 @@ import {
 import type { BootParams, CmdlineWord } from "./cmdline.ts";
 import { DEVICE_EXPECTED } from "./devices/ref.ts";
 
+// The texts that end error messages ("expected …"): each parameter's from its
+// row of the table, the more precise ones as the user reads them.
+const FLAG_EXPECTED = PARAMS["rd.earlyshell"].expected;
+const TIMEOUT_EXPECTED = PARAMS["rd.earlytimeout"].expected;
+const VERITY_HASH_EXPECTED = PARAMS["verity.usrhash"].expected;
+const FSTYPE_EXPECTED = PARAMS["mount.usrfstype"].expected;
+const MOUNT_FLAGS_EXPECTED = PARAMS["mount.usrflags"].expected;
+const BREAKPOINT_EXPECTED = PARAMS["rd.break"].expected;
+const EMERGENCY_EXPECTED = PARAMS["rd.emergency"].expected;
+const MODULE_EXPECTED = PARAMS["rd.driver.pre"].expected;
+const INIT_EXPECTED = PARAMS.init.expected;
+const USR_URL_EXPECTED = PARAMS["rd.usr.url"].expected;
+const USR_HASH_EXPECTED = PARAMS["rd.usr.hash"].expected;
+const IP_EXPECTED = PARAMS.ip.expected;
+const BOOTIF_EXPECTED = PARAMS.BOOTIF.expected;
+const NAMESERVER_EXPECTED = PARAMS.nameserver.expected;
+const PROXY_EXPECTED = PARAMS.proxy.expected;
+const CONSOLE_EXPECTED = PARAMS.console.expected;
+const USR_URL_ESCAPE_EXPECTED =
+  "a URL whose %-escapes are % and two hex digits that decode to UTF-8 text without control characters (write a literal % as %25)";
+const USR_URL_PASSWORD_EXPECTED =
+  "an sftp URL without a password: the command line is readable by every process and ends up in logs (ship it in /etc/bunboot/sftp/password in an appended cpio)";
+const USR_URL_SFTP_USER_EXPECTED = "an sftp URL with a user name: sftp://user@host[:port]/path";
+const USR_URL_QUERY_EXPECTED = "a file:// or sftp:// URL without ?query or #fragment (write ? as %3F and # as %23)";
 // The texts of errors from inside a device reference (lib/devices/ref.ts).
 const PARTUUID_EXPECTED =
   "PARTUUID= with a GPT partition UUID (such as 7130c94a-213a-4e5a-8e26-6cce9662f132) or an MBR one (such as 1234abcd-01)";
