@@ -1,4 +1,6 @@
 import { describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
 import {
   BREAKPOINTS,
   PARAMS,
@@ -7,6 +9,7 @@ import {
   defaultBootParams,
   parseBootParams,
   parseFlag,
+  renderParamTable,
   splitCmdline,
 } from "./cmdline.ts";
 import type { BootParams, CmdlineWord } from "./cmdline.ts";
@@ -997,5 +1000,34 @@ describe("parseBootParams: hostile input", () => {
 
   test("keys that look like Object.prototype members are ignored", () => {
     expect(ok("__proto__=x constructor toString=1 hasOwnProperty")).toEqual(defaultBootParams());
+  });
+});
+
+describe("the parameter table is the documentation's", () => {
+  const repo = path.resolve(import.meta.dir, "..");
+
+  test("README.md holds renderParamTable() verbatim", () => {
+    // To update it: node_modules/.bin/bun -e 'import { renderParamTable } from "./lib/cmdline.ts"; process.stdout.write(renderParamTable())'
+    const readme = fs.readFileSync(path.join(repo, "README.md"), "utf8");
+    expect(readme).toContain(`\n${renderParamTable()}\n`);
+  });
+
+  test("docs/command-line.md names every parameter, aliases included", () => {
+    const doc = fs.readFileSync(path.join(repo, "docs/command-line.md"), "utf8");
+    const missing = Object.entries(PARAMS)
+      .flatMap(([name, row]) => [name, ...row.aliases])
+      .filter((name) => !doc.includes(`\`${name}=`) && !doc.includes(`\`${name}\``));
+    expect(missing).toEqual([]);
+  });
+
+  test("one row per parameter: flags bare, aliases of a list after a comma, of one value in parentheses", () => {
+    const table = renderParamTable();
+    expect(table.split("\n").length).toBe(Object.keys(PARAMS).length + 3);
+    expect(table).toContain("\n| `rd.earlyshell` | ");
+    expect(table).toContain("\n| `rd.driver.blacklist=`, `modprobe.blacklist=` | ");
+    expect(table).toContain("\n| `mount.usr=` (`usr=`) | ");
+    expect(table).toMatch(/\n\| `rd\.earlytimeout=` \| [^\n]* \| 300 \|\n/);
+    expect(table).toMatch(/\n\| `rd\.shell` \| [^\n]* \| on \|\n/);
+    expect(table).toMatch(/\n\| `mount\.usrfstype=` \(`usrfstype=`\) \| [^\n]* \| `auto` \|\n/);
   });
 });

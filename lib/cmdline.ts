@@ -622,7 +622,8 @@ function each(field: FieldOf<string[]>, expected: string, meaning: string, optio
 /**
  * Every parameter the init reads, by name, in the order the documentation
  * lists them. Names match exactly: unknown keys belong to the kernel or to
- * stage 2. docs/command-line.md describes each parameter in full.
+ * stage 2. README.md's parameter table is renderParamTable()'s output, and
+ * docs/command-line.md describes each parameter in full (a test checks both).
  */
 export const PARAMS = Object.freeze({
   "verity.usr": device(
@@ -654,7 +655,7 @@ export const PARAMS = Object.freeze({
   "rd.emergency.timeout": seconds("emergencyTimeoutSec", "seconds the prompt waits before rebooting; `0` waits for good"),
   "rd.shell": flag(
     "shellAllowed",
-    "`rd.shell=0` never offers a shell: not on failure, not at a breakpoint (`rd.break`, `rd.earlyshell`), not from the shim",
+    "shells allowed; `rd.shell=0` never offers one: not on failure, not at a breakpoint (`rd.break`, `rd.earlyshell`), not from the shim",
   ),
   "rd.driver.pre": list("driverPre", MODULE_NAMES, "modules to load first (repeatable, comma lists)"),
   "rd.driver.blacklist": list("driverBlacklist", MODULE_NAMES, "modules never to load", { aliases: ["modprobe.blacklist"] }),
@@ -669,7 +670,7 @@ export const PARAMS = Object.freeze({
     "usrHash",
     "sha256:<64 hex digits> (the digest of the whole image)",
     parseUsrHash,
-    "`sha256:` and the whole-image hash of the image as served (optional when the initrd has a stream-hash list)",
+    "`sha256:` and 64 hex: the whole-image hash of the image as served (optional when the initrd has a stream-hash list)",
   ),
   "rd.usr.insecure": flag("usrInsecure", "boot an unverified image (otherwise refused)"),
   "ip": each(
@@ -717,4 +718,52 @@ export function parseBootParams(words: readonly CmdlineWord[]): { params: BootPa
   }
   for (const reader of readers.values()) reader.end(params);
   return { params, errors };
+}
+
+// ---------------------------------------------------------------------------
+// Documentation
+// ---------------------------------------------------------------------------
+
+/** How the documentation writes a name: a flag bare, anything else with its '='. */
+function spell(name: string, row: ParamRow): string {
+  return row.kind === "flag" ? `\`${name}\`` : `\`${name}=\``;
+}
+
+/** One parameter as the documentation shows it (Markdown). */
+export interface ParamDoc {
+  /** The names as written on the command line, aliases included: "`mount.usr=` (`usr=`)". */
+  names: string;
+  meaning: string;
+  default: string;
+}
+
+/**
+ * PARAMS for documentation: the README's table, a man page. The aliases of
+ * one value are in parentheses (they count only when the main name is
+ * absent); those of a list follow a comma (they add to it). The default is
+ * the row's own text, else the field's default value (flags as on/off,
+ * nothing as "none").
+ */
+export function paramDocs(): ParamDoc[] {
+  const defaults = defaultBootParams();
+  return Object.entries(PARAMS).map(([name, row]): ParamDoc => {
+    const main = spell(name, row);
+    const aliases = row.aliases.map((a) => spell(a, row)).join(", ");
+    const value = defaults[row.field];
+    return {
+      names: aliases === "" ? main : row.kind === "list" ? `${main}, ${aliases}` : `${main} (${aliases})`,
+      meaning: row.meaning,
+      default:
+        row.shownDefault ??
+        (typeof value === "boolean" ? (value ? "on" : "off") : typeof value === "number" ? String(value) : typeof value === "string" ? `\`${value}\`` : "none"),
+    };
+  });
+}
+
+/** The parameter table of README.md, in Markdown, ending with a newline. */
+export function renderParamTable(): string {
+  const cell = (text: string) => text.replaceAll("|", "\\|");
+  const lines = ["| parameter | meaning | default |", "|---|---|---|"];
+  for (const doc of paramDocs()) lines.push(`| ${cell(doc.names)} | ${cell(doc.meaning)} | ${cell(doc.default)} |`);
+  return `${lines.join("\n")}\n`;
 }
