@@ -3,8 +3,10 @@
 // that every rule can be tested without booting; the caller reads
 // /proc/cmdline and decides what to do with the errors.
 //
-// Parameter names and meanings: /work/shared/spec/boot-contract.md and
-// remote-usr.md.
+// Every parameter is a row of PARAMS: its names, how its value is read, the
+// text of its errors and its documentation (README.md's table is rendered
+// from it). Parameter names and meanings: /work/shared/spec/boot-contract.md
+// and remote-usr.md.
 import { DEVICE_EXPECTED, parseDeviceRef, type DeviceRef } from "./devices/ref.ts";
 import { ParamError } from "./param-error.ts";
 
