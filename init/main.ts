@@ -2,7 +2,7 @@
 // is one call into lib/ and logs its name and duration. docs/boot-sequence.md
 // describes the behaviour, with the step numbers of the README.
 import fs from "node:fs";
-import { BREAKPOINTS, parseBootParams, splitCmdline, type BootParams } from "../lib/cmdline.ts";
+import { parseBootParams, splitCmdline, type BootParams, type Breakpoint } from "../lib/cmdline.ts";
 import { readConfig, type InitrdConfig } from "../lib/config.ts";
 import { waitForDevice } from "../lib/devices/wait.ts";
 import { describeUnbound, findUnboundDevices } from "../lib/devices/unbound.ts";
@@ -50,7 +50,7 @@ function step<T>(signal: AbortSignal, name: string, fn: () => Promise<T> | T): P
   return runStep(name, fn);
 }
 
-async function breakpoint(name: (typeof BREAKPOINTS)[number]): Promise<void> {
+async function breakpoint(name: Breakpoint): Promise<void> {
   if (!params) return;
   if (params.earlyShell || params.breakpoints.includes(name)) {
     log.info(`breakpoint ${name}: ${params.earlyShell ? "rd.earlyshell" : `rd.break=${name}`}`);

@@ -1,42 +1,48 @@
 import { describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
 import {
-  BOOTIF_EXPECTED,
   BREAKPOINTS,
-  BREAKPOINT_EXPECTED,
-  CONSOLE_EXPECTED,
-  DEVICE_EXPECTED,
-  DEV_PATH_EXPECTED,
-  EMERGENCY_EXPECTED,
-  FLAG_EXPECTED,
-  FSTYPE_EXPECTED,
-  INIT_EXPECTED,
-  IP_EXPECTED,
-  LABEL_EXPECTED,
-  MODULE_EXPECTED,
-  MOUNT_FLAGS_EXPECTED,
-  NAMESERVER_EXPECTED,
-  PARTLABEL_EXPECTED,
-  PARTUUID_EXPECTED,
-  PROXY_EXPECTED,
+  PARAMS,
   ParamError,
-  TIMEOUT_EXPECTED,
   TIMEOUT_MAX_SEC,
-  USR_HASH_EXPECTED,
-  USR_URL_ESCAPE_EXPECTED,
-  USR_URL_EXPECTED,
-  USR_URL_PASSWORD_EXPECTED,
-  USR_URL_QUERY_EXPECTED,
-  USR_URL_SFTP_USER_EXPECTED,
-  UUID_EXPECTED,
-  VERITY_HASH_EXPECTED,
   defaultBootParams,
-  formatDeviceRef,
   parseBootParams,
-  parseDeviceRef,
   parseFlag,
+  renderParamTable,
   splitCmdline,
 } from "./cmdline.ts";
-import type { BootParams, CmdlineWord, DeviceRef } from "./cmdline.ts";
+import type { BootParams, CmdlineWord } from "./cmdline.ts";
+import { DEVICE_EXPECTED } from "./devices/ref.ts";
+
+// The texts that end error messages ("expected …"): each parameter's from its
+// row of the table, the more precise ones as the user reads them.
+const FLAG_EXPECTED = PARAMS["rd.earlyshell"].expected;
+const TIMEOUT_EXPECTED = PARAMS["rd.earlytimeout"].expected;
+const VERITY_HASH_EXPECTED = PARAMS["verity.usrhash"].expected;
+const FSTYPE_EXPECTED = PARAMS["mount.usrfstype"].expected;
+const MOUNT_FLAGS_EXPECTED = PARAMS["mount.usrflags"].expected;
+const BREAKPOINT_EXPECTED = PARAMS["rd.break"].expected;
+const EMERGENCY_EXPECTED = PARAMS["rd.emergency"].expected;
+const MODULE_EXPECTED = PARAMS["rd.driver.pre"].expected;
+const INIT_EXPECTED = PARAMS.init.expected;
+const USR_URL_EXPECTED = PARAMS["rd.usr.url"].expected;
+const USR_HASH_EXPECTED = PARAMS["rd.usr.hash"].expected;
+const IP_EXPECTED = PARAMS.ip.expected;
+const BOOTIF_EXPECTED = PARAMS.BOOTIF.expected;
+const NAMESERVER_EXPECTED = PARAMS.nameserver.expected;
+const PROXY_EXPECTED = PARAMS.proxy.expected;
+const CONSOLE_EXPECTED = PARAMS.console.expected;
+const USR_URL_ESCAPE_EXPECTED =
+  "a URL whose %-escapes are % and two hex digits that decode to UTF-8 text without control characters (write a literal % as %25)";
+const USR_URL_PASSWORD_EXPECTED =
+  "an sftp URL without a password: the command line is readable by every process and ends up in logs (ship it in /etc/bunboot/sftp/password in an appended cpio)";
+const USR_URL_SFTP_USER_EXPECTED = "an sftp URL with a user name: sftp://user@host[:port]/path";
+const USR_URL_QUERY_EXPECTED = "a file:// or sftp:// URL without ?query or #fragment (write ? as %3F and # as %23)";
+// The texts of errors from inside a device reference (lib/devices/ref.ts).
+const PARTUUID_EXPECTED =
+  "PARTUUID= with a GPT partition UUID (such as 7130c94a-213a-4e5a-8e26-6cce9662f132) or an MBR one (such as 1234abcd-01)";
+const DEV_PATH_EXPECTED = "a path below /dev/ without spaces, control characters, empty, . or .. components";
 
 /** [key, value] pairs: easier to read in expectations than objects. */
 function split(text: string): [string, string | null][] {
@@ -198,92 +204,6 @@ describe("splitCmdline: hostile input", () => {
     // 8x the input; quadratic would be 64x. Generous bound for noisy machines.
     expect(large).toBeLessThan(small * 30 + 200);
     expect(splitCmdline(line(200_000)).length).toBe(200_000);
-  });
-});
-
-// ---------------------------------------------------------------------------
-
-describe("parseDeviceRef / formatDeviceRef", () => {
-  const good: [string, DeviceRef][] = [
-    [`PARTUUID=${USR_A}`, { kind: "partuuid", value: USR_A }],
-    [`PARTUUID=${USR_A.toUpperCase()}`, { kind: "partuuid", value: USR_A }],
-    ["PARTUUID=1234ABCD-01", { kind: "partuuid", value: "1234abcd-01" }],
-    ["PARTLABEL=USR-A", { kind: "partlabel", value: "USR-A" }],
-    ["PARTLABEL=My Disk", { kind: "partlabel", value: "My Disk" }],
-    ["PARTLABEL=a=b", { kind: "partlabel", value: "a=b" }],
-    ["UUID=2C8A6F5E-1D7B-4E4A-9F3C-0A1B2C3D4E5F", { kind: "uuid", value: "2c8a6f5e-1d7b-4e4a-9f3c-0a1b2c3d4e5f" }],
-    ["UUID=ABCD-1234", { kind: "uuid", value: "abcd-1234" }],
-    ["UUID=0123456789ABCDEF", { kind: "uuid", value: "0123456789abcdef" }],
-    ["LABEL=ROOT", { kind: "label", value: "ROOT" }],
-    ["LABEL=données", { kind: "label", value: "données" }],
-    ["/dev/mapper/usr", { kind: "path", value: "/dev/mapper/usr" }],
-    ["/dev/disk/by-partlabel/USR-A", { kind: "path", value: "/dev/disk/by-partlabel/USR-A" }],
-    ["/dev/vda3", { kind: "path", value: "/dev/vda3" }],
-  ];
-  for (const [text, ref] of good) {
-    test(`accepts ${text}`, () => {
-      expect(parseDeviceRef("verity.usr", text)).toEqual(ref);
-      // Round trip through the command-line spelling.
-      expect(parseDeviceRef("verity.usr", formatDeviceRef(ref))).toEqual(ref);
-    });
-  }
-
-  test("formatDeviceRef spells each kind", () => {
-    expect(formatDeviceRef({ kind: "partuuid", value: USR_A })).toBe(`PARTUUID=${USR_A}`);
-    expect(formatDeviceRef({ kind: "partlabel", value: "USR-A" })).toBe("PARTLABEL=USR-A");
-    expect(formatDeviceRef({ kind: "uuid", value: "abcd-1234" })).toBe("UUID=abcd-1234");
-    expect(formatDeviceRef({ kind: "label", value: "ROOT" })).toBe("LABEL=ROOT");
-    expect(formatDeviceRef({ kind: "path", value: "/dev/sda" })).toBe("/dev/sda");
-  });
-
-  const bad: [string, string][] = [
-    ["FOO=bar", DEVICE_EXPECTED],
-    ["", DEVICE_EXPECTED],
-    ["sda3", DEVICE_EXPECTED],
-    ["dev/sda", DEVICE_EXPECTED],
-    // Tags are case-sensitive, as for the kernel's root=.
-    [`partuuid=${USR_A}`, DEVICE_EXPECTED],
-    ["label=ROOT", DEVICE_EXPECTED],
-    ["PARTUUID=", PARTUUID_EXPECTED],
-    ["PARTUUID=xyz", PARTUUID_EXPECTED],
-    [`PARTUUID=${USR_A}/PARTNROFF=1`, PARTUUID_EXPECTED],
-    [`PARTUUID=${USR_A}x`, PARTUUID_EXPECTED],
-    ["PARTUUID=1234abcd-1", PARTUUID_EXPECTED],
-    ["PARTLABEL=", PARTLABEL_EXPECTED],
-    ["UUID=", UUID_EXPECTED],
-    ["UUID=not-a-uuid", UUID_EXPECTED],
-    ["UUID=abcd--1234", UUID_EXPECTED],
-    ["UUID=-abcd", UUID_EXPECTED],
-    [`UUID=${"a".repeat(200)}`, UUID_EXPECTED],
-    ["LABEL=", LABEL_EXPECTED],
-    ["/dev/", DEV_PATH_EXPECTED],
-    ["/dev//sda", DEV_PATH_EXPECTED],
-    ["/dev/sda/", DEV_PATH_EXPECTED],
-    ["/dev/../etc/passwd", DEV_PATH_EXPECTED],
-    ["/dev/./sda", DEV_PATH_EXPECTED],
-    ["/dev/my disk", DEV_PATH_EXPECTED],
-    ["/dev/sda\x1b", DEV_PATH_EXPECTED],
-  ];
-  for (const [text, expected] of bad) {
-    test(`rejects ${JSON.stringify(text)}`, () => {
-      let err: unknown;
-      try {
-        parseDeviceRef("verity.usr", text);
-      } catch (e) {
-        err = e;
-      }
-      expect(err).toBeInstanceOf(ParamError);
-      const pe = err as ParamError;
-      expect(pe.param).toBe("verity.usr");
-      expect(pe.value).toBe(text);
-      expect(pe.expected).toBe(expected);
-    });
-  }
-
-  test("the contract's example message", () => {
-    expect(() => parseDeviceRef("verity.usr", "FOO=bar")).toThrow(
-      "verity.usr=FOO=bar: expected PARTUUID=, PARTLABEL=, UUID=, LABEL= or a /dev/ path",
-    );
   });
 });
 
@@ -1080,5 +1000,34 @@ describe("parseBootParams: hostile input", () => {
 
   test("keys that look like Object.prototype members are ignored", () => {
     expect(ok("__proto__=x constructor toString=1 hasOwnProperty")).toEqual(defaultBootParams());
+  });
+});
+
+describe("the parameter table is the documentation's", () => {
+  const repo = path.resolve(import.meta.dir, "..");
+
+  test("README.md holds renderParamTable() verbatim", () => {
+    // To update it: node_modules/.bin/bun -e 'import { renderParamTable } from "./lib/cmdline.ts"; process.stdout.write(renderParamTable())'
+    const readme = fs.readFileSync(path.join(repo, "README.md"), "utf8");
+    expect(readme).toContain(`\n${renderParamTable()}\n`);
+  });
+
+  test("docs/command-line.md names every parameter, aliases included", () => {
+    const doc = fs.readFileSync(path.join(repo, "docs/command-line.md"), "utf8");
+    const missing = Object.entries(PARAMS)
+      .flatMap(([name, row]) => [name, ...row.aliases])
+      .filter((name) => !doc.includes(`\`${name}=`) && !doc.includes(`\`${name}\``));
+    expect(missing).toEqual([]);
+  });
+
+  test("one row per parameter: flags bare, aliases of a list after a comma, of one value in parentheses", () => {
+    const table = renderParamTable();
+    expect(table.split("\n").length).toBe(Object.keys(PARAMS).length + 3);
+    expect(table).toContain("\n| `rd.earlyshell` | ");
+    expect(table).toContain("\n| `rd.driver.blacklist=`, `modprobe.blacklist=` | ");
+    expect(table).toContain("\n| `mount.usr=` (`usr=`) | ");
+    expect(table).toMatch(/\n\| `rd\.earlytimeout=` \| [^\n]* \| 300 \|\n/);
+    expect(table).toMatch(/\n\| `rd\.shell` \| [^\n]* \| on \|\n/);
+    expect(table).toMatch(/\n\| `mount\.usrfstype=` \(`usrfstype=`\) \| [^\n]* \| `auto` \|\n/);
   });
 });

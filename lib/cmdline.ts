@@ -3,9 +3,12 @@
 // that every rule can be tested without booting; the caller reads
 // /proc/cmdline and decides what to do with the errors.
 //
-// Parameter names and meanings: /work/shared/spec/boot-contract.md and
-// remote-usr.md.
-import { escapeControls } from "./text.ts";
+// Every parameter is a row of PARAMS: its names, how its value is read, the
+// text of its errors and its documentation (README.md's table is rendered
+// from it). Parameter names and meanings: /work/shared/spec/boot-contract.md
+// and remote-usr.md.
+import { DEVICE_EXPECTED, parseDeviceRef, type DeviceRef } from "./devices/ref.ts";
+import { ParamError } from "./param-error.ts";
 
 // ---------------------------------------------------------------------------
 // Tokeniser
@@ -111,148 +114,24 @@ export function splitCmdline(text: string): CmdlineWord[] {
 // Errors
 // ---------------------------------------------------------------------------
 
-const SHOWN_VALUE_MAX = 80;
-
-export { escapeControls };
-
-/**
- * Makes a value safe and short enough for a console message: a 1 MB typo
- * must not flood the console, and control characters must not garble it
- * (escapeControls). Exported for the other command-line parsers (ip=, mount
- * options), so that every message shows values the same way.
- */
-export function showValue(value: string): string {
-  let shown = value;
-  let cut = false;
-  if (shown.length > SHOWN_VALUE_MAX) {
-    shown = shown.slice(0, SHOWN_VALUE_MAX);
-    // Do not leave half of a surrogate pair before the ellipsis.
-    const last = shown.charCodeAt(shown.length - 1);
-    if (last >= 0xd800 && last <= 0xdbff) shown = shown.slice(0, -1);
-    cut = true;
-  }
-  shown = escapeControls(shown);
-  return cut ? `${shown}…` : shown;
-}
-
-/**
- * An invalid parameter value. The message names the parameter, the value as
- * given (shortened and escaped) and what was expected, so that the failure
- * screen tells the user what to fix on the command line.
- */
-export class ParamError extends Error {
-  readonly param: string;
-  /**
-   * The value as given, unshortened; "" for a bare word. URL parameters pass
-   * it with the password redacted (redactUrlPassword), so that neither the
-   * message nor this field can leak it into a log.
-   */
-  readonly value: string;
-  readonly expected: string;
-
-  /** `value` null means the word had no "=" at all; the message then shows the name alone. */
-  constructor(param: string, value: string | null, expected: string) {
-    super(value === null ? `${param}: expected ${expected}` : `${param}=${showValue(value)}: expected ${expected}`);
-    this.name = "ParamError";
-    this.param = param;
-    this.value = value ?? "";
-    this.expected = expected;
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Device references
-// ---------------------------------------------------------------------------
-
-export type DeviceRef =
-  | { kind: "partuuid"; value: string } // lower-cased
-  | { kind: "partlabel"; value: string } // exact
-  | { kind: "uuid"; value: string } // lower-cased
-  | { kind: "label"; value: string } // exact
-  | { kind: "path"; value: string }; // starts with /dev/
-
-export const DEVICE_EXPECTED = "PARTUUID=, PARTLABEL=, UUID=, LABEL= or a /dev/ path";
-export const PARTUUID_EXPECTED =
-  "PARTUUID= with a GPT partition UUID (such as 7130c94a-213a-4e5a-8e26-6cce9662f132) or an MBR one (such as 1234abcd-01)";
-export const UUID_EXPECTED = "UUID= with a filesystem UUID (hex digits and dashes)";
-export const PARTLABEL_EXPECTED = "PARTLABEL= with a non-empty partition name";
-export const LABEL_EXPECTED = "LABEL= with a non-empty filesystem label";
-export const DEV_PATH_EXPECTED = "a path below /dev/ without spaces, control characters, empty, . or .. components";
-
-// GPT: 8-4-4-4-12 hex. MBR (as the kernel's root=PARTUUID= accepts it): the
-// 32-bit disk signature and the partition number, both in hex.
-const GPT_UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const MBR_PARTUUID_RE = /^[0-9a-f]{8}-[0-9a-f]{2}$/i;
-// Filesystem UUIDs come in several shapes (ext4/btrfs/xfs 8-4-4-4-12, vfat
-// "ABCD-1234", NTFS 16 hex digits, iso9660 dates), so only the alphabet is
-// checked. The length cap keeps a huge typo away from the regex.
-const FS_UUID_RE = /^[0-9a-f]+(?:-[0-9a-f]+)*$/i;
-const FS_UUID_MAX = 128;
-const DEV_PATH_BAD_CHAR_RE = /[\s\u0000-\u001f\u007f-\u009f]/;
-
-function parseDevPath(param: string, text: string): DeviceRef {
-  const rest = text.slice("/dev/".length);
-  const ok =
-    rest.length > 0 &&
-    !DEV_PATH_BAD_CHAR_RE.test(text) &&
-    rest.split("/").every((part) => part !== "" && part !== "." && part !== "..");
-  if (!ok) throw new ParamError(param, text, DEV_PATH_EXPECTED);
-  return { kind: "path", value: text };
-}
-
-/**
- * Parses a device reference (verity.usr=, mount.usr=). The tags are
- * case-sensitive, as for the kernel's root=. UUIDs are lower-cased because
- * blkid and the kernel print them in either case; labels are kept exact
- * because they are compared exactly (never as substrings, unlike Flatcar's
- * script).
- */
-export function parseDeviceRef(param: string, text: string): DeviceRef {
-  if (text.startsWith("PARTUUID=")) {
-    const v = text.slice("PARTUUID=".length);
-    if (!GPT_UUID_RE.test(v) && !MBR_PARTUUID_RE.test(v)) throw new ParamError(param, text, PARTUUID_EXPECTED);
-    return { kind: "partuuid", value: v.toLowerCase() };
-  }
-  if (text.startsWith("PARTLABEL=")) {
-    const v = text.slice("PARTLABEL=".length);
-    if (v === "") throw new ParamError(param, text, PARTLABEL_EXPECTED);
-    return { kind: "partlabel", value: v };
-  }
-  if (text.startsWith("UUID=")) {
-    const v = text.slice("UUID=".length);
-    if (v.length > FS_UUID_MAX || !FS_UUID_RE.test(v)) throw new ParamError(param, text, UUID_EXPECTED);
-    return { kind: "uuid", value: v.toLowerCase() };
-  }
-  if (text.startsWith("LABEL=")) {
-    const v = text.slice("LABEL=".length);
-    if (v === "") throw new ParamError(param, text, LABEL_EXPECTED);
-    return { kind: "label", value: v };
-  }
-  if (text.startsWith("/dev/")) return parseDevPath(param, text);
-  throw new ParamError(param, text, DEVICE_EXPECTED);
-}
-
-/** The command-line spelling of a device reference; parseDeviceRef() reads it back unchanged. */
-export function formatDeviceRef(ref: DeviceRef): string {
-  switch (ref.kind) {
-    case "partuuid":
-      return `PARTUUID=${ref.value}`;
-    case "partlabel":
-      return `PARTLABEL=${ref.value}`;
-    case "uuid":
-      return `UUID=${ref.value}`;
-    case "label":
-      return `LABEL=${ref.value}`;
-    case "path":
-      return ref.value;
-  }
-}
+// ParamError lives in its own module so that the device references (which
+// throw it) need not import this file; showValue sits with escapeControls.
+// Re-exported for the other command-line parsers and the tests.
+export { ParamError } from "./param-error.ts";
+export { escapeControls, showValue } from "./text.ts";
 
 // ---------------------------------------------------------------------------
 // Value parsers
 // ---------------------------------------------------------------------------
 
-export const FLAG_EXPECTED = "no value, 1, yes, on or true to enable; 0, no, off or false to disable";
+/**
+ * Reads the value of one word ("name=value", or null for a bare "name") or
+ * throws a ParamError ending in `expected`, the text of the parameter's row
+ * (a parser with something more precise to say uses its own text).
+ */
+type ValueParser<T> = (param: string, value: string | null, expected: string) => T;
+
+const FLAG_EXPECTED = "no value, 1, yes, on or true to enable; 0, no, off or false to disable";
 
 /**
  * A boolean parameter. Unlike Flatcar's script (which tests only for the
@@ -281,40 +160,34 @@ export function parseFlag(param: string, value: string | null): boolean {
 // above 2^31-1 ms as "fire now": cap so that a huge timeout can never turn
 // into an immediate reboot.
 export const TIMEOUT_MAX_SEC = Math.floor(0x7fffffff / 1000);
-export const TIMEOUT_EXPECTED = `a whole number of seconds from 0 to ${TIMEOUT_MAX_SEC} (0 = wait forever)`;
+const SECONDS_EXPECTED = `a whole number of seconds from 0 to ${TIMEOUT_MAX_SEC} (0 = wait forever)`;
 
-function parseSeconds(param: string, value: string | null): number {
+function parseSeconds(param: string, value: string | null, expected: string): number {
   // Digits only: no sign, exponent, hex or blanks that Number() would accept.
-  if (value === null || !/^[0-9]{1,10}$/.test(value)) throw new ParamError(param, value, TIMEOUT_EXPECTED);
+  if (value === null || !/^[0-9]{1,10}$/.test(value)) throw new ParamError(param, value, expected);
   const n = Number(value);
-  if (n > TIMEOUT_MAX_SEC) throw new ParamError(param, value, TIMEOUT_EXPECTED);
+  if (n > TIMEOUT_MAX_SEC) throw new ParamError(param, value, expected);
   return n;
 }
 
-export const VERITY_HASH_EXPECTED = "64 hex digits (the sha256 dm-verity root hash)";
-
-function parseRootHash(param: string, value: string | null): string {
-  if (value === null || value.length !== 64 || !/^[0-9a-f]{64}$/i.test(value))
-    throw new ParamError(param, value, VERITY_HASH_EXPECTED);
+function parseRootHash(param: string, value: string | null, expected: string): string {
+  if (value === null || value.length !== 64 || !/^[0-9a-f]{64}$/i.test(value)) throw new ParamError(param, value, expected);
   return value.toLowerCase();
 }
-
-export const USR_HASH_EXPECTED = "sha256:<64 hex digits> (the digest of the whole image)";
 
 /** rd.usr.hash=sha256:<hex>; kept with its algorithm prefix, normalised to lower case. */
-function parseUsrHash(param: string, value: string | null): string {
-  if (value === null || value.length !== 71 || !/^sha256:[0-9a-f]{64}$/i.test(value))
-    throw new ParamError(param, value, USR_HASH_EXPECTED);
+function parseUsrHash(param: string, value: string | null, expected: string): string {
+  if (value === null || value.length !== 71 || !/^sha256:[0-9a-f]{64}$/i.test(value)) throw new ParamError(param, value, expected);
   return value.toLowerCase();
 }
 
-export const USR_URL_EXPECTED = "an http://, https://, sftp://user@host[:port]/path or file:///path URL";
-export const USR_URL_ESCAPE_EXPECTED =
+// What rd.usr.url= says about a URL of the right shape that is still wrong.
+const USR_URL_ESCAPE_EXPECTED =
   "a URL whose %-escapes are % and two hex digits that decode to UTF-8 text without control characters (write a literal % as %25)";
-export const USR_URL_PASSWORD_EXPECTED =
+const USR_URL_PASSWORD_EXPECTED =
   "an sftp URL without a password: the command line is readable by every process and ends up in logs (ship it in /etc/bunboot/sftp/password in an appended cpio)";
-export const USR_URL_SFTP_USER_EXPECTED = "an sftp URL with a user name: sftp://user@host[:port]/path";
-export const USR_URL_QUERY_EXPECTED = "a file:// or sftp:// URL without ?query or #fragment (write ? as %3F and # as %23)";
+const USR_URL_SFTP_USER_EXPECTED = "an sftp URL with a user name: sftp://user@host[:port]/path";
+const USR_URL_QUERY_EXPECTED = "a file:// or sftp:// URL without ?query or #fragment (write ? as %3F and # as %23)";
 
 /**
  * A URL as it may be shown in a message or log: the password of its userinfo
@@ -368,9 +241,9 @@ const SFTP_HOST_RE = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-F
  * belong in an appended cpio), and no message repeats a password.
  * Stored as given; the fetcher parses it again.
  */
-function parseUsrUrl(param: string, value: string | null): string {
-  const fail = (expected = USR_URL_EXPECTED): never => {
-    throw new ParamError(param, value === null ? null : redactUrlPassword(value), expected);
+function parseUsrUrl(param: string, value: string | null, expected: string): string {
+  const fail = (why = expected): never => {
+    throw new ParamError(param, value === null ? null : redactUrlPassword(value), why);
   };
   // WHATWG also reads '\\' as '/' in http(s) URLs.
   if (value === null || /[\s\u0000-\u001f\u007f-\u009f\\]/.test(value)) return fail();
@@ -409,25 +282,21 @@ function parseUsrUrl(param: string, value: string | null): string {
   return value;
 }
 
-export const BOOTIF_EXPECTED = "01-aa-bb-cc-dd-ee-ff (01 = Ethernet, then the MAC address, as pxelinux IPAPPEND 2 writes it)";
-
 /**
  * BOOTIF= from pxelinux: hardware type 01 (Ethernet) and the MAC with '-'.
  * Like dracut, the MAC alone (with '-' or ':') is accepted too. Returned in
  * the lower-case colon form that /sys/class/net/<if>/address uses.
  */
-function parseBootif(param: string, value: string | null): string {
+function parseBootif(param: string, value: string | null, expected: string): string {
   // One separator throughout: "aa-bb:cc..." is more likely a typo than a MAC.
   const mac = value === null ? undefined : /^(?:01-)?([0-9a-f]{2}([-:])[0-9a-f]{2}(?:\2[0-9a-f]{2}){4})$/i.exec(value)?.[1];
-  if (mac === undefined) throw new ParamError(param, value, BOOTIF_EXPECTED);
+  if (mac === undefined) throw new ParamError(param, value, expected);
   return mac.replaceAll("-", ":").toLowerCase();
 }
 
-export const EMERGENCY_EXPECTED = "prompt, shell, reboot, poweroff or halt";
-
 export type EmergencyAction = "prompt" | "shell" | "reboot" | "poweroff" | "halt";
 
-function parseEmergency(param: string, value: string | null): EmergencyAction {
+function parseEmergency(param: string, value: string | null, expected: string): EmergencyAction {
   // "prompt" is the default; accepting it lets a later word undo an earlier one.
   switch (value) {
     case "prompt":
@@ -437,29 +306,46 @@ function parseEmergency(param: string, value: string | null): EmergencyAction {
     case "halt":
       return value;
     default:
-      throw new ParamError(param, value, EMERGENCY_EXPECTED);
+      throw new ParamError(param, value, expected);
   }
 }
 
 /** The contract's breakpoints, in boot order. */
-export const BREAKPOINTS: readonly string[] = Object.freeze(["pre-udev", "pre-verity", "pre-mount", "pre-switch-root"]);
-export const BREAKPOINT_EXPECTED = `one of ${BREAKPOINTS.join(", ")}`;
-/** A bare rd.break stops right before switch_root, as in dracut. */
-const DEFAULT_BREAKPOINT = "pre-switch-root";
+export const BREAKPOINTS = Object.freeze(["pre-udev", "pre-verity", "pre-mount", "pre-switch-root"] as const);
+/** A breakpoint name: a misspelt one in a breakpoint() call does not compile. */
+export type Breakpoint = (typeof BREAKPOINTS)[number];
 
-export const MODULE_EXPECTED = "kernel module names (letters, digits, _ and -) separated by commas";
+function isBreakpoint(name: string): name is Breakpoint {
+  return (BREAKPOINTS as readonly string[]).includes(name);
+}
+
+/** A bare rd.break stops right before switch_root, as in dracut. */
+const DEFAULT_BREAKPOINT: Breakpoint = "pre-switch-root";
+
+/** What the items of a comma list may be, and the list's text for errors. */
+interface ListItems<T extends string> {
+  readonly expected: string;
+  readonly is: (item: string) => item is T;
+}
+
+const BREAKPOINT_NAMES: ListItems<Breakpoint> = { expected: `one of ${BREAKPOINTS.join(", ")}`, is: isBreakpoint };
+
 // A leading '-' would turn the name into a modprobe option.
 const MODULE_RE = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
+const MODULE_NAMES: ListItems<string> = {
+  expected: "kernel module names (letters, digits, _ and -) separated by commas",
+  is: (item): item is string => MODULE_RE.test(item),
+};
 
-export const FSTYPE_EXPECTED = "a filesystem type such as auto, ext4, btrfs or squashfs";
 const FSTYPE_RE = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/;
 
-export const MOUNT_FLAGS_EXPECTED = "mount options such as ro";
-export const CONSOLE_EXPECTED = "a console such as tty0 or ttyS0,115200n8";
-export const IP_EXPECTED = "dhcp, <interface>:dhcp or <client>:<peer>:<gateway>:<netmask>:<hostname>:<interface>:none";
-export const NAMESERVER_EXPECTED = "a name server address";
-export const PROXY_EXPECTED = "a proxy URL such as http://proxy.example:3128";
-export const INIT_EXPECTED = "an absolute path such as /init";
+/** A value that `re` matches, kept as given. */
+function matching(re: RegExp): ValueParser<string> {
+  return (param, value, expected) => {
+    if (value === null || !re.test(value)) throw new ParamError(param, value, expected);
+    return value;
+  };
+}
 
 /** Values kept raw for a later stage still must be present and non-empty. */
 function requireText(param: string, value: string | null, expected: string): string {
@@ -496,7 +382,7 @@ export interface BootParams {
   /** 0 = wait forever. */
   earlyTimeoutSec: number;
   /** Names from BREAKPOINTS, in command-line order, without duplicates. */
-  breakpoints: string[];
+  breakpoints: Breakpoint[];
   shellAllowed: boolean;
   emergency: EmergencyAction;
   /** 0 = wait forever. */
@@ -543,215 +429,343 @@ export function defaultBootParams(): BootParams {
   };
 }
 
+// ---------------------------------------------------------------------------
+// The parameter table
+// ---------------------------------------------------------------------------
+
+/** The fields of BootParams whose values are exactly of type T. */
+type FieldOf<T> = {
+  [K in keyof BootParams]-?: [NonNullable<BootParams[K]>] extends [T] ? ([T] extends [NonNullable<BootParams[K]>] ? K : never) : never;
+}[keyof BootParams];
+
+/** Stores a value in a field of its type (FieldOf<T> guarantees what the compiler cannot see through the generic index). */
+function store<T>(params: BootParams, field: FieldOf<T>, value: T): void {
+  (params as unknown as Record<FieldOf<T>, T>)[field] = value;
+}
+
+/** Runs one value parser; a ParamError is recorded and gives undefined. */
+function attempt<T>(errors: ParamError[], parse: () => T): T | undefined {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof ParamError) {
+      errors.push(e);
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+/** Reads the words of one parameter during one parse. */
+interface ParamReader {
+  /** One word, under the name the user wrote (errors name it); invalid values become errors. */
+  word(name: string, value: string | null, errors: ParamError[]): void;
+  /** After the last word: sets the parameter's field. Never called for a parameter that did not appear. */
+  end(params: BootParams): void;
+}
+
 /**
- * The last word of a scalar key decides; an invalid last word means the
- * default. `given` tells "absent" from "given but invalid", so that a Flatcar
- * name wins over its legacy name even when its own value was rejected (the
- * user's intent is in the Flatcar name; the error is reported).
+ * One parameter: how its words are read and what the documentation says about
+ * it. Kinds:
+ * - "flag": a boolean (parseFlag); a bare word means on;
+ * - "single": one value; the last word decides, and an invalid last word
+ *   means the default (not an earlier valid word);
+ * - "list": comma-separated items from every word, empty items skipped,
+ *   repeats dropped (loading or stopping twice means nothing more);
+ * - "each": one non-empty value per word, all kept in order.
  */
-interface Slot<T> {
-  given: boolean;
-  value: T | undefined;
+export interface ParamRow {
+  readonly kind: "flag" | "single" | "list" | "each";
+  /** The BootParams field it sets. */
+  readonly field: keyof BootParams;
+  /** What a valid value looks like: the end of its error messages ("name=value: expected …"). */
+  readonly expected: string;
+  /**
+   * Other names. A list takes items from every name. For one value, the
+   * main name wins whenever it appears, even with an invalid value (which is
+   * reported): the user's intent is in the Flatcar name; the legacy name
+   * decides only in its absence.
+   */
+  readonly aliases: readonly string[];
+  /** One line of Markdown for the documentation: what the parameter does. */
+  readonly meaning: string;
+  /** The default as documented, when the field's default value does not tell it (init=: /init). */
+  readonly shownDefault?: string;
+  /** A fresh reader for one parse. */
+  reader(): ParamReader;
 }
 
-function emptySlot<T>(): Slot<T> {
-  return { given: false, value: undefined };
+interface RowOptions {
+  aliases?: readonly string[];
+  shownDefault?: string;
 }
 
-function pick<T>(preferred: Slot<T>, legacy: Slot<T>): T | undefined {
-  return preferred.given ? preferred.value : legacy.value;
+function single<T>(
+  field: FieldOf<T>,
+  expected: string,
+  parse: ValueParser<T>,
+  meaning: string,
+  options: RowOptions & {
+    /** Told which name set the field (only when its value was valid). */
+    decided?: (params: BootParams, name: string) => void;
+  } = {},
+): ParamRow {
+  const aliases = options.aliases ?? [];
+  return {
+    kind: "single",
+    field,
+    expected,
+    aliases,
+    meaning,
+    shownDefault: options.shownDefault,
+    reader() {
+      // The last word under the main name and under an alias; value undefined when invalid.
+      let main: { name: string; value: T | undefined } | undefined;
+      let alias: typeof main;
+      return {
+        word(name, value, errors) {
+          const read = { name, value: attempt(errors, () => parse(name, value, expected)) };
+          if (aliases.includes(name)) alias = read;
+          else main = read;
+        },
+        end(params) {
+          const decided = main ?? alias;
+          if (decided?.value === undefined) return;
+          store(params, field, decided.value);
+          options.decided?.(params, decided.name);
+        },
+      };
+    },
+  };
 }
+
+function flag(field: FieldOf<boolean>, meaning: string): ParamRow {
+  return { ...single(field, FLAG_EXPECTED, parseFlag, meaning), kind: "flag" };
+}
+
+function seconds(field: FieldOf<number>, meaning: string): ParamRow {
+  return single(field, SECONDS_EXPECTED, parseSeconds, meaning);
+}
+
+function device(field: FieldOf<DeviceRef>, meaning: string, options?: RowOptions): ParamRow {
+  const parse: ValueParser<DeviceRef> = (param, value, expected) => parseDeviceRef(param, requireValue(param, value, expected));
+  return single(field, DEVICE_EXPECTED, parse, meaning, options);
+}
+
+function list<T extends string>(
+  field: FieldOf<T[]>,
+  items: ListItems<T>,
+  meaning: string,
+  options: RowOptions & {
+    /** What a bare word adds; without it a bare word is an error. */
+    bare?: T;
+    /** Whether a value naming nothing ("rd.break=", "rd.break=,") is an error rather than nothing. */
+    emptyIsError?: boolean;
+  } = {},
+): ParamRow {
+  const { expected } = items;
+  return {
+    kind: "list",
+    field,
+    expected,
+    aliases: options.aliases ?? [],
+    meaning,
+    shownDefault: options.shownDefault,
+    reader() {
+      const found = new Set<T>();
+      return {
+        word(name, value, errors) {
+          if (value === null) {
+            if (options.bare === undefined) errors.push(new ParamError(name, null, expected));
+            else found.add(options.bare);
+            return;
+          }
+          let any = false;
+          for (const item of value.split(",")) {
+            if (item === "") continue; // trailing commas
+            any = true;
+            if (items.is(item)) found.add(item);
+            else errors.push(new ParamError(name, item, expected));
+          }
+          if (!any && options.emptyIsError) errors.push(new ParamError(name, value, expected));
+        },
+        end(params) {
+          store(params, field, [...found]);
+        },
+      };
+    },
+  };
+}
+
+/** Values kept raw for a later stage (ip=, nameserver=, console=): one per word. */
+function each(field: FieldOf<string[]>, expected: string, meaning: string, options: RowOptions = {}): ParamRow {
+  return {
+    kind: "each",
+    field,
+    expected,
+    aliases: [],
+    meaning,
+    shownDefault: options.shownDefault,
+    reader() {
+      const values: string[] = [];
+      return {
+        word(name, value, errors) {
+          const v = attempt(errors, () => requireText(name, value, expected));
+          if (v !== undefined) values.push(v);
+        },
+        end(params) {
+          store(params, field, values);
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Every parameter the init reads, by name, in the order the documentation
+ * lists them. Names match exactly: unknown keys belong to the kernel or to
+ * stage 2. README.md's parameter table is renderParamTable()'s output, and
+ * docs/command-line.md describes each parameter in full (a test checks both).
+ */
+export const PARAMS = Object.freeze({
+  "verity.usr": device(
+    "verityUsr",
+    "partition with /usr and its hash tree: `PARTUUID=`, `PARTLABEL=`, `UUID=`, `LABEL=`, a `/dev/...` path (also `/dev/disk/by-*/…`)",
+  ),
+  "verity.usrhash": single("verityUsrHash", "64 hex digits (the sha256 dm-verity root hash)", parseRootHash, "dm-verity root hash, 64 hex"),
+  "mount.usr": device("mountUsr", "device to mount as /usr; with verity it is `/dev/mapper/usr`", { aliases: ["usr"] }),
+  "mount.usrfstype": single("mountUsrFsType", "a filesystem type such as auto, ext4, btrfs or squashfs", matching(FSTYPE_RE), "filesystem type", {
+    aliases: ["usrfstype"],
+  }),
+  "mount.usrflags": single("mountUsrFlags", "mount options such as ro", requireValue, "mount options (checked when /usr is mounted)", {
+    aliases: ["usrflags"],
+    // An error found at mount time names the parameter the user wrote.
+    decided: (params, name) => {
+      if (name === "usrflags") params.mountUsrFlagsParam = name;
+    },
+  }),
+  "rd.earlytimeout": seconds("earlyTimeoutSec", "seconds to wait for a device (0: forever)"),
+  "rd.earlyshell": flag("earlyShell", `shell at each breakpoint: ${BREAKPOINTS.map((b) => `\`${b}\``).join(", ")}`),
+  "rd.break": list("breakpoints", BREAKPOINT_NAMES, `shell at the breakpoints named (comma lists; bare \`rd.break\`: \`${DEFAULT_BREAKPOINT}\`)`, {
+    bare: DEFAULT_BREAKPOINT,
+    // "rd.break=" names nothing; unlike bare rd.break it is most likely a mistake.
+    emptyIsError: true,
+  }),
+  "rd.earlytrace": flag("earlyTrace", "log every step, command (argv, exit status) and uevent on the console"),
+  "rd.debug": flag("debug", "the same as `rd.earlytrace`"),
+  "rd.emergency": single("emergency", "prompt, shell, reboot, poweroff or halt", parseEmergency, "`prompt`, `shell`, `reboot`, `poweroff`, `halt` on failure"),
+  "rd.emergency.timeout": seconds("emergencyTimeoutSec", "seconds the prompt waits before rebooting; `0` waits for good"),
+  "rd.shell": flag(
+    "shellAllowed",
+    "shells allowed; `rd.shell=0` never offers one: not on failure, not at a breakpoint (`rd.break`, `rd.earlyshell`), not from the shim",
+  ),
+  "rd.driver.pre": list("driverPre", MODULE_NAMES, "modules to load first (repeatable, comma lists)"),
+  "rd.driver.blacklist": list("driverBlacklist", MODULE_NAMES, "modules never to load", { aliases: ["modprobe.blacklist"] }),
+  "init": single("init", "an absolute path such as /init", matching(/^\//), "the full initrd's init", { shownDefault: "`/init`" }),
+  "rd.usr.url": single(
+    "usrUrl",
+    "an http://, https://, sftp://user@host[:port]/path or file:///path URL",
+    parseUsrUrl,
+    "diskless: fetch the /usr image (`http://`, `https://`, `sftp://user@host[:port]/path`, `file://`); a squashfs, or a cpio holding `usr.squashfs`",
+  ),
+  "rd.usr.hash": single(
+    "usrHash",
+    "sha256:<64 hex digits> (the digest of the whole image)",
+    parseUsrHash,
+    "`sha256:` and 64 hex: the whole-image hash of the image as served (optional when the initrd has a stream-hash list)",
+  ),
+  "rd.usr.insecure": flag("usrInsecure", "boot an unverified image (otherwise refused)"),
+  "ip": each(
+    "ip",
+    "dhcp, <interface>:dhcp or <client>:<peer>:<gateway>:<netmask>:<hostname>:<interface>:none",
+    "`dhcp`, `<if>:dhcp`, or `<client>:<peer>:<gw>:<netmask>:<hostname>:<if>:none[:<dns1>[:<dns2>]]` (IPv6 in brackets); checked when the network comes up",
+    { shownDefault: "DHCP on the first NIC with carrier" },
+  ),
+  "BOOTIF": single(
+    "bootif",
+    "01-aa-bb-cc-dd-ee-ff (01 = Ethernet, then the MAC address, as pxelinux IPAPPEND 2 writes it)",
+    parseBootif,
+    "`01-aa-bb-cc-dd-ee-ff`: use the NIC with that MAC",
+  ),
+  "nameserver": each("nameservers", "a name server address", "DNS server (repeatable)"),
+  "proxy": single("proxy", "a proxy URL such as http://proxy.example:3128", requireText, "HTTP(S) proxy for the fetch"),
+  "rd.neednet": flag("neednet", "bring the network up even without `rd.usr.url=`"),
+  "console": each("console", "a console such as tty0 or ttyS0,115200n8", "accepted for the kernel, which handles the console; not used by the init"),
+} satisfies Record<string, ParamRow>);
+
+/** Each name, aliases too, to its row. A Map, so that a key such as "__proto__" finds nothing. */
+const ROWS_BY_NAME: ReadonlyMap<string, ParamRow> = new Map(
+  Object.entries(PARAMS).flatMap(([name, row]) => [name, ...row.aliases].map((n) => [n, row] as const)),
+);
 
 /**
  * Turns command-line words into boot parameters. Never throws: every invalid
  * value becomes a ParamError and the field keeps its default, so that the
- * caller can report all mistakes at once. Keys are matched exactly; unknown
- * keys belong to the kernel or to stage 2 and are ignored. Words after a bare
+ * caller can report all mistakes at once, in command-line order. Keys are
+ * matched exactly (PARAMS); unknown keys are ignored. Words after a bare
  * "--" are init's arguments, not parameters (as for the kernel), and are
  * ignored as well.
  */
 export function parseBootParams(words: readonly CmdlineWord[]): { params: BootParams; errors: ParamError[] } {
   const params = defaultBootParams();
-  const defaults = defaultBootParams();
   const errors: ParamError[] = [];
-
-  const mountUsr = emptySlot<DeviceRef>();
-  const legacyUsr = emptySlot<DeviceRef>();
-  const fsType = emptySlot<string>();
-  const legacyFsType = emptySlot<string>();
-  const flags = emptySlot<string>();
-  const legacyFlags = emptySlot<string>();
-
-  // Sets deduplicate lists where repeating an entry has no meaning.
-  const breakpoints = new Set<string>();
-  const driverPre = new Set<string>();
-  const driverBlacklist = new Set<string>();
-
-  /** Runs one value parser; on a ParamError records it and returns undefined. */
-  function attempt<T>(parse: () => T): T | undefined {
-    try {
-      return parse();
-    } catch (e) {
-      if (e instanceof ParamError) {
-        errors.push(e);
-        return undefined;
-      }
-      throw e;
-    }
-  }
-
-  function fill<T>(slot: Slot<T>, parse: () => T): void {
-    slot.given = true;
-    slot.value = attempt(parse);
-  }
-
-  function flag(key: string, value: string | null, fallback: boolean): boolean {
-    return attempt(() => parseFlag(key, value)) ?? fallback;
-  }
-
-  /** Comma lists: empty items are skipped (trailing commas), each bad item is its own error. */
-  function addModules(key: string, value: string | null, into: Set<string>): void {
-    if (value === null) {
-      errors.push(new ParamError(key, null, MODULE_EXPECTED));
-      return;
-    }
-    for (const item of value.split(",")) {
-      if (item === "") continue;
-      if (MODULE_RE.test(item)) into.add(item);
-      else errors.push(new ParamError(key, item, MODULE_EXPECTED));
-    }
-  }
-
-  function addBreakpoints(key: string, value: string | null): void {
-    if (value === null) {
-      breakpoints.add(DEFAULT_BREAKPOINT);
-      return;
-    }
-    let any = false;
-    for (const item of value.split(",")) {
-      if (item === "") continue;
-      any = true;
-      if (BREAKPOINTS.includes(item)) breakpoints.add(item);
-      else errors.push(new ParamError(key, item, BREAKPOINT_EXPECTED));
-    }
-    // "rd.break=" names nothing; unlike bare rd.break it is most likely a mistake.
-    if (!any) errors.push(new ParamError(key, value, BREAKPOINT_EXPECTED));
-  }
-
+  const readers = new Map<ParamRow, ParamReader>();
   for (const { key, value } of words) {
     if (key === "--" && value === null) break;
-    switch (key) {
-      case "verity.usr":
-        params.verityUsr = attempt(() => parseDeviceRef(key, requireValue(key, value, DEVICE_EXPECTED)));
-        break;
-      case "verity.usrhash":
-        params.verityUsrHash = attempt(() => parseRootHash(key, value));
-        break;
-      case "mount.usr":
-        fill(mountUsr, () => parseDeviceRef(key, requireValue(key, value, DEVICE_EXPECTED)));
-        break;
-      case "usr":
-        fill(legacyUsr, () => parseDeviceRef(key, requireValue(key, value, DEVICE_EXPECTED)));
-        break;
-      case "mount.usrfstype":
-      case "usrfstype":
-        fill(key === "usrfstype" ? legacyFsType : fsType, () => {
-          if (value === null || !FSTYPE_RE.test(value)) throw new ParamError(key, value, FSTYPE_EXPECTED);
-          return value;
-        });
-        break;
-      case "mount.usrflags":
-      case "usrflags":
-        fill(key === "usrflags" ? legacyFlags : flags, () => requireValue(key, value, MOUNT_FLAGS_EXPECTED));
-        break;
-      case "rd.earlyshell":
-        params.earlyShell = flag(key, value, defaults.earlyShell);
-        break;
-      case "rd.earlytrace":
-        params.earlyTrace = flag(key, value, defaults.earlyTrace);
-        break;
-      case "rd.debug":
-        params.debug = flag(key, value, defaults.debug);
-        break;
-      case "rd.earlytimeout":
-        params.earlyTimeoutSec = attempt(() => parseSeconds(key, value)) ?? defaults.earlyTimeoutSec;
-        break;
-      case "rd.break":
-        addBreakpoints(key, value);
-        break;
-      case "rd.shell":
-        params.shellAllowed = flag(key, value, defaults.shellAllowed);
-        break;
-      case "rd.emergency":
-        params.emergency = attempt(() => parseEmergency(key, value)) ?? defaults.emergency;
-        break;
-      case "rd.emergency.timeout":
-        params.emergencyTimeoutSec = attempt(() => parseSeconds(key, value)) ?? defaults.emergencyTimeoutSec;
-        break;
-      case "rd.driver.pre":
-        addModules(key, value, driverPre);
-        break;
-      case "rd.driver.blacklist":
-      case "modprobe.blacklist":
-        addModules(key, value, driverBlacklist);
-        break;
-      case "console": {
-        const v = attempt(() => requireText(key, value, CONSOLE_EXPECTED));
-        if (v !== undefined) params.console.push(v);
-        break;
-      }
-      case "rd.usr.url":
-        params.usrUrl = attempt(() => parseUsrUrl(key, value));
-        break;
-      case "rd.usr.hash":
-        params.usrHash = attempt(() => parseUsrHash(key, value));
-        break;
-      case "rd.usr.insecure":
-        params.usrInsecure = flag(key, value, defaults.usrInsecure);
-        break;
-      case "ip": {
-        const v = attempt(() => requireText(key, value, IP_EXPECTED));
-        if (v !== undefined) params.ip.push(v);
-        break;
-      }
-      case "BOOTIF":
-        params.bootif = attempt(() => parseBootif(key, value));
-        break;
-      case "nameserver": {
-        const v = attempt(() => requireText(key, value, NAMESERVER_EXPECTED));
-        if (v !== undefined) params.nameservers.push(v);
-        break;
-      }
-      case "rd.neednet":
-        params.neednet = flag(key, value, defaults.neednet);
-        break;
-      case "proxy":
-        params.proxy = attempt(() => requireText(key, value, PROXY_EXPECTED));
-        break;
-      case "init":
-        params.init = attempt(() => {
-          if (value === null || !value.startsWith("/")) throw new ParamError(key, value, INIT_EXPECTED);
-          return value;
-        });
-        break;
-      default:
-        break;
-    }
+    const row = ROWS_BY_NAME.get(key);
+    if (row === undefined) continue;
+    let reader = readers.get(row);
+    if (reader === undefined) readers.set(row, (reader = row.reader()));
+    reader.word(key, value, errors);
   }
-
-  const usr = pick(mountUsr, legacyUsr);
-  if (usr !== undefined) params.mountUsr = usr;
-  params.mountUsrFsType = pick(fsType, legacyFsType) ?? defaults.mountUsrFsType;
-  params.mountUsrFlags = pick(flags, legacyFlags) ?? defaults.mountUsrFlags;
-  if (!flags.given && legacyFlags.value !== undefined) params.mountUsrFlagsParam = "usrflags";
-  params.breakpoints = [...breakpoints];
-  params.driverPre = [...driverPre];
-  params.driverBlacklist = [...driverBlacklist];
-
-  // Optional fields reset by an invalid last word are removed rather than
-  // left as explicit undefined, so that "absent" has one representation.
-  for (const k of ["verityUsr", "verityUsrHash", "usrUrl", "usrHash", "bootif", "proxy", "init"] as const) {
-    if (params[k] === undefined) delete params[k];
-  }
+  for (const reader of readers.values()) reader.end(params);
   return { params, errors };
+}
+
+// ---------------------------------------------------------------------------
+// Documentation
+// ---------------------------------------------------------------------------
+
+/** How the documentation writes a name: a flag bare, anything else with its '='. */
+function spell(name: string, row: ParamRow): string {
+  return row.kind === "flag" ? `\`${name}\`` : `\`${name}=\``;
+}
+
+/** One parameter as the documentation shows it (Markdown). */
+export interface ParamDoc {
+  /** The names as written on the command line, aliases included: "`mount.usr=` (`usr=`)". */
+  names: string;
+  meaning: string;
+  default: string;
+}
+
+/**
+ * PARAMS for documentation: the README's table, a man page. The aliases of
+ * one value are in parentheses (they count only when the main name is
+ * absent); those of a list follow a comma (they add to it). The default is
+ * the row's own text, else the field's default value (flags as on/off,
+ * nothing as "none").
+ */
+export function paramDocs(): ParamDoc[] {
+  const defaults = defaultBootParams();
+  return Object.entries(PARAMS).map(([name, row]): ParamDoc => {
+    const main = spell(name, row);
+    const aliases = row.aliases.map((a) => spell(a, row)).join(", ");
+    const value = defaults[row.field];
+    return {
+      names: aliases === "" ? main : row.kind === "list" ? `${main}, ${aliases}` : `${main} (${aliases})`,
+      meaning: row.meaning,
+      default:
+        row.shownDefault ??
+        (typeof value === "boolean" ? (value ? "on" : "off") : typeof value === "number" ? String(value) : typeof value === "string" ? `\`${value}\`` : "none"),
+    };
+  });
+}
+
+/** The parameter table of README.md, in Markdown, ending with a newline. */
+export function renderParamTable(): string {
+  const cell = (text: string) => text.replaceAll("|", "\\|");
+  const lines = ["| parameter | meaning | default |", "|---|---|---|"];
+  for (const doc of paramDocs()) lines.push(`| ${cell(doc.names)} | ${cell(doc.meaning)} | ${cell(doc.default)} |`);
+  return `${lines.join("\n")}\n`;
 }

@@ -1,8 +1,8 @@
 // Decides where /usr comes from, before any device is touched. Pure: the
 // inputs are the parsed command line and what the initramfs holds, so every
 // combination of parameters is unit-tested without a VM.
-import type { BootParams, DeviceRef } from "./cmdline.ts";
-import { formatDeviceRef } from "./cmdline.ts";
+import type { BootParams } from "./cmdline.ts";
+import { formatDeviceRef, type DeviceRef } from "./devices/ref.ts";
 import { parseMountOptions, type MountOptions } from "./mountopts.ts";
 import { MS_FLAGS } from "./msflags.ts";
 import { redactUrl } from "./redact.ts";

@@ -18,3 +18,25 @@ export function escapeControls(text: string): string {
       (c) => `\\u{${c.charCodeAt(0).toString(16).padStart(4, "0")}}`,
     );
 }
+
+const SHOWN_VALUE_MAX = 80;
+
+/**
+ * Makes a value safe and short enough for a console message: a 1 MB typo
+ * must not flood the console, and control characters must not garble it
+ * (escapeControls). For the command-line parsers (parameters, ip=, mount
+ * options), so that every message shows values the same way.
+ */
+export function showValue(value: string): string {
+  let shown = value;
+  let cut = false;
+  if (shown.length > SHOWN_VALUE_MAX) {
+    shown = shown.slice(0, SHOWN_VALUE_MAX);
+    // Do not leave half of a surrogate pair before the ellipsis.
+    const last = shown.charCodeAt(shown.length - 1);
+    if (last >= 0xd800 && last <= 0xdbff) shown = shown.slice(0, -1);
+    cut = true;
+  }
+  shown = escapeControls(shown);
+  return cut ? `${shown}…` : shown;
+}

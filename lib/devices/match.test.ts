@@ -4,7 +4,7 @@
 // rules of each identity, and that every match is returned so the caller can
 // refuse an ambiguous reference instead of guessing.
 import { describe, expect, test } from "bun:test";
-import { parseDeviceRef, type DeviceRef } from "../cmdline.ts";
+import { parseDeviceRef, type DeviceRef } from "./ref.ts";
 import type { BlockDevice } from "./blockdevs.ts";
 import { matchDevices, normaliseRef, refNeedsFsProbe } from "./match.ts";
 

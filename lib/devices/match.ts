@@ -1,6 +1,6 @@
 // Matching a DeviceRef against the devices present. Pure. Matching is exact
 // (Flatcar's script matched substrings, so "USR" hit both USR-A and USR-B).
-import type { DeviceRef } from "../cmdline.ts";
+import type { DeviceRef } from "./ref.ts";
 import type { BlockDevice } from "./blockdevs.ts";
 
 // Paths udev would create; without udev in the initrd they never appear,

@@ -5,7 +5,7 @@
 // image): the wait keeps listening for a short settle window before it
 // answers. The windows are shortened here so that the suite stays fast.
 import { describe, expect, test } from "bun:test";
-import { parseDeviceRef } from "../cmdline.ts";
+import { parseDeviceRef } from "./ref.ts";
 import type { BlockDevice } from "./blockdevs.ts";
 import { waitForDevice, type DeviceEvents, type WaitOptions } from "./wait.ts";
 import { BootError } from "../errors.ts";

@@ -3,8 +3,8 @@
 // and every few seconds that it still waits, and on timeout lists what it
 // did see so the user can correct the parameter.
 import fs from "node:fs";
-import type { DeviceRef } from "../cmdline.ts";
-import { escapeControls, formatDeviceRef } from "../cmdline.ts";
+import { escapeControls } from "../text.ts";
+import { formatDeviceRef, type DeviceRef } from "./ref.ts";
 import { log } from "../log.ts";
 import { BootError, type BootParam } from "../errors.ts";
 import type { DeviceManager } from "../uevent/manager.ts";

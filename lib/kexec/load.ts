@@ -4,7 +4,8 @@
 import { readFdAt } from "../devices/blockdevs.ts";
 import fs from "node:fs";
 import path from "node:path";
-import { parseDeviceRef, splitCmdline, type DeviceRef } from "../cmdline.ts";
+import { splitCmdline } from "../cmdline.ts";
+import { parseDeviceRef, type DeviceRef } from "../devices/ref.ts";
 import { listBlockDevices, readAt, type BlockDevice } from "../devices/blockdevs.ts";
 import { FLATCAR_USR_TYPE_GUID } from "../devices/gpt.ts";
 import { matchDevices, refNeedsFsProbe } from "../devices/match.ts";
