@@ -4,6 +4,7 @@
 // numbers, URLs with passwords). Deterministic: the PRNG (mulberry32) and
 // its seed are in each test's name, so a failure reproduces exactly. The
 // counts are bounded so that the file runs in well under 2 s.
+import { timed } from "./testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import {
   BREAKPOINTS,
@@ -153,13 +154,6 @@ function kernelSplit(text: string): CmdlineWord[] {
 
 // ---------------------------------------------------------------------------
 
-function timed<T>(fn: () => T, limitMs: number, what: string): T {
-  const t0 = performance.now();
-  const r = fn();
-  const ms = performance.now() - t0;
-  if (ms > limitMs) throw new Error(`${what}: took ${ms.toFixed(0)} ms (limit ${limitMs} ms)`);
-  return r;
-}
 
 const RAW_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e]/;
 

@@ -5,8 +5,7 @@
 //
 // Every parameter is a row of PARAMS: its names, how its value is read, the
 // text of its errors and its documentation (README.md's table is rendered
-// from it). Parameter names and meanings: /work/shared/spec/boot-contract.md
-// and remote-usr.md.
+// from it). What each parameter does: docs/command-line.md.
 import { DEVICE_EXPECTED, parseDeviceRef, type DeviceRef } from "./devices/ref.ts";
 import { ParamError } from "./param-error.ts";
 

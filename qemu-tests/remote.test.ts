@@ -7,7 +7,7 @@ import net from "node:net";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import { encodeNewc } from "../lib/initrd/cpio.ts";
-import { startTestServer, type TestServer } from "../lib/fetch/testserver.ts";
+import { startTestServer, type TestServer } from "../lib/testing/testserver.ts";
 import { formatStreamHashList, StreamHasher } from "../lib/streamhash.ts";
 import { fixtures, initrdWith, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, concatInitrds, cpioArchive } from "./harness/images.ts";

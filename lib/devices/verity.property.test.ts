@@ -5,6 +5,7 @@
 // come out, valid superblocks round-trip, and every input completes in
 // bounded time.
 // The PRNG (mulberry32) and its seed are in each test's name.
+import { timed } from "../testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import {
   VERITY_SUPERBLOCK_SIZE,
@@ -102,13 +103,6 @@ function validFields(g: Gen): Fields {
   };
 }
 
-function timed<T>(fn: () => T, limitMs: number, what: string): T {
-  const t0 = performance.now();
-  const r = fn();
-  const ms = performance.now() - t0;
-  if (ms > limitMs) throw new Error(`${what}: took ${ms.toFixed(0)} ms (limit ${limitMs} ms)`);
-  return r;
-}
 
 /** Parses, returning the VeritySuperblockError instead of throwing it; any other exception fails the test. */
 function attempt(block: Uint8Array): VeritySuperblock | VeritySuperblockError {

@@ -9,7 +9,7 @@ import { ChunkVerifier, NoVerifier, StreamHasher, WholeImageVerifier, type Strea
 import { fetchImage, FetchFailure, type FetchPlan } from "./engine.ts";
 import { BootError } from "../errors.ts";
 import { openSource } from "./sources.ts";
-import { startRawServer, startTestServer, type RawServer, type TestServer } from "./testserver.ts";
+import { startRawServer, startTestServer, type RawServer, type TestServer } from "../testing/testserver.ts";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bunboot-fetch-"));
 // A fake squashfs: the magic, then random bytes (5 MiB + a bit, so the last chunk is short).
@@ -528,7 +528,8 @@ describe("item 5: in insecure mode the announced length is enforced", () => {
   const body = Buffer.concat([Buffer.from("hsqs"), randomBytes(3996)]);
   beforeAll(async () => {
     raw = await startRawServer(({ path: p, range }) => {
-      const head = (lines: string[]) => Buffer.from(lines.join("\r\n") + "\r\n\r\n", "latin1");
+      // Every answer closes its connection: a client that reused it would race the close.
+      const head = (lines: string[]) => Buffer.from([...lines, "Connection: close"].join("\r\n") + "\r\n\r\n", "latin1");
       if (!range || p === "/always-short") {
         // The whole image announced; the connection breaks after half of it.
         return Buffer.concat([head(["HTTP/1.1 200 OK", `Content-Length: ${body.length}`]), body.subarray(0, half)]);
@@ -547,19 +548,29 @@ describe("item 5: in insecure mode the announced length is enforced", () => {
   });
   afterAll(() => raw.stop());
 
+  // These open the source at the resume offset directly: the drop-and-resume
+  // path before it is covered above, and under load its dropped connection
+  // was sometimes reset on every attempt, making the test depend on timing.
+  async function openError(p: string): Promise<Error> {
+    try {
+      const src = await openSource(`${raw.url}${p}`, half, { insecureTls: false, stallMs: 5000 });
+      try {
+        for await (const _ of src.chunks);
+      } finally {
+        await src.close();
+      }
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error(`${p}: no error`);
+  }
+
   test("a 206 whose Content-Range ends before the image does is an error, not a short image", async () => {
-    const d = freshDir();
-    const { p } = get(`${raw.url}/short-range`, new NoVerifier(), { out: path.join(d, "usr.squashfs") });
-    const err = (await p.catch((e) => e)) as FetchFailure;
-    expect(err).toBeInstanceOf(FetchFailure);
-    expect(err.message).toBe(`server answered Range: bytes=${half}- with Content-Range "bytes ${half}-${half + 9}/${body.length}"; expected bytes ${half}-${body.length - 1}/${body.length}`);
-    expect(fs.readdirSync(d)).toEqual([]);
+    expect((await openError("/short-range")).message).toBe(`server answered Range: bytes=${half}- with Content-Range "bytes ${half}-${half + 9}/${body.length}"; expected bytes ${half}-${body.length - 1}/${body.length}`);
   });
 
   test("a Content-Length that disagrees with the Content-Range is an error", async () => {
-    const { p } = get(`${raw.url}/bad-length`, new NoVerifier());
-    const err = (await p.catch((e) => e)) as FetchFailure;
-    expect(err.message).toBe(`server answered with Content-Length ${body.length - half + 10} but Content-Range "bytes ${half}-${body.length - 1}/${body.length}" (${body.length - half} bytes)`);
+    expect((await openError("/bad-length")).message).toBe(`server answered with Content-Length ${body.length - half + 10} but Content-Range "bytes ${half}-${body.length - 1}/${body.length}" (${body.length - half} bytes)`);
   });
 
   test("a body longer than its Content-Range is an error", async () => {

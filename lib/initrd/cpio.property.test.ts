@@ -4,6 +4,7 @@
 // (namesize/filesize 0, FFFFFFFF, beyond the end; non-hex digits; bad UTF-8)
 // only ever produce a CpioError, in bounded time. The PRNG (mulberry32) and
 // its seed are in each test's name.
+import { timed } from "../testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import { CpioError, decodeNewc, encodeNewc, type CpioEntry } from "./cpio.ts";
 
@@ -97,13 +98,6 @@ function expected(given: CpioEntry[]): Map<string, CpioEntry> {
   return m;
 }
 
-function timed<T>(fn: () => T, limitMs: number, what: string): T {
-  const t0 = performance.now();
-  const r = fn();
-  const ms = performance.now() - t0;
-  if (ms > limitMs) throw new Error(`${what}: took ${ms.toFixed(0)} ms (limit ${limitMs} ms)`);
-  return r;
-}
 
 /** decodeNewc, returning the CpioError instead of throwing it; any other exception fails the test. */
 function attempt(archive: Uint8Array): ReturnType<typeof decodeNewc> | CpioError {

@@ -5,6 +5,7 @@
 // accepted value satisfies what the network code relies on, and every input
 // completes in bounded time. The PRNG (mulberry32) and its seed are in each
 // test's name, so a failure reproduces exactly.
+import { timed } from "../testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import net from "node:net";
 import { IpConfigError, isIpv6, isValidIfaceName, parseIp, parseNameserver, splitFields } from "./ipconfig.ts";
@@ -63,13 +64,6 @@ function ipValue(g: Gen): string {
 
 const RAW_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e]/;
 
-function timed<T>(fn: () => T, limitMs: number, what: string): T {
-  const t0 = performance.now();
-  const r = fn();
-  const ms = performance.now() - t0;
-  if (ms > limitMs) throw new Error(`${what}: took ${ms.toFixed(0)} ms (limit ${limitMs} ms)`);
-  return r;
-}
 
 /** parseIp, returning the IpConfigError instead of throwing it; any other exception fails the test. */
 function attempt(value: string): ReturnType<typeof parseIp> | IpConfigError {
