@@ -27,6 +27,7 @@ import {
   type Platform,
 } from "./plan.ts";
 import { messageOf } from "../errors.ts";
+import { readMountinfo } from "../mountinfo.ts";
 
 export class KexecError extends Error {
   override name = "KexecError";
@@ -131,12 +132,8 @@ function findDisk(opts: KexecOptions): DiskInfo {
 /** Mount points of the running system, by "major:minor". */
 function mountPoints(): Map<string, string> {
   const out = new Map<string, string>();
-  for (const line of (sysRead("/proc/self/mountinfo") ?? "").split("\n")) {
-    const f = line.split(" ");
-    if (f.length < 5) continue;
-    // mountinfo escapes blanks and backslashes as octal.
-    const mp = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (!out.has(f[2]!)) out.set(f[2]!, mp);
+  for (const m of readMountinfo()) {
+    if (!out.has(m.majorMinor)) out.set(m.majorMinor, m.mountPoint);
   }
   return out;
 }
@@ -320,12 +317,11 @@ function writeGpt(dev: string, writes: DiskWrite[]): void {
 /** Best effort before a reboot that skips the init system: flush, then make disk filesystems read-only. */
 function quiesce(): void {
   sys.sync();
-  const lines = (sysRead("/proc/self/mounts") ?? "").split("\n").filter(Boolean).reverse();
-  for (const line of lines) {
-    const [src, dir, , opts] = line.split(" ");
-    if (!src?.startsWith("/dev/") || !dir || !opts?.split(",").includes("rw")) continue;
+  // Deepest (latest) mounts first. Writable means both the mount and its superblock are rw.
+  for (const m of readMountinfo().reverse()) {
+    if (!m.source.startsWith("/dev/") || !m.options.includes("rw") || !m.superOptions.includes("rw")) continue;
     try {
-      sys.mount(src, dir.replace(/\\040/g, " "), null, sys.MS.REMOUNT | sys.MS.RDONLY, null);
+      sys.mount(m.source, m.mountPoint, null, sys.MS.REMOUNT | sys.MS.RDONLY, null);
     } catch {
       // Busy filesystems stay rw; the sync above already flushed them.
     }
