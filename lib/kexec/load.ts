@@ -28,6 +28,7 @@ import {
 } from "./plan.ts";
 import { messageOf } from "../errors.ts";
 import { readMountinfo } from "../mountinfo.ts";
+import { readSysValue } from "../fsutil.ts";
 
 export class KexecError extends Error {
   override name = "KexecError";
@@ -64,17 +65,9 @@ const say = (s: string) => console.log(`bunboot kexec: ${s}`);
 // ---------------------------------------------------------------------------------------------
 // Finding the disk
 
-function sysRead(p: string): string | null {
-  try {
-    return fs.readFileSync(p, "utf8").trim();
-  } catch {
-    return null;
-  }
-}
-
 /** The device the running system booted /usr from, as named on /proc/cmdline. */
 function bootedUsrRef(): DeviceRef {
-  const text = sysRead("/proc/cmdline");
+  const text = readSysValue("/proc/cmdline");
   if (text === null) throw new KexecError("cannot read /proc/cmdline (is /proc mounted?); pass --disk");
   let ref: DeviceRef | null = null;
   for (const w of splitCmdline(text)) {
@@ -106,8 +99,8 @@ function diskInfo(dev: string, devices: BlockDevice[] | null): DiskInfo {
   if (st.isFile()) return { dev, partitions: new Map(), sectorSize: 512, bytes: st.size };
   if (!st.isBlockDevice()) throw new KexecError(`--disk ${dev} is neither a block device nor an image file`);
   const name = path.basename(fs.realpathSync(dev));
-  const sectorSize = Number(sysRead(`/sys/class/block/${name}/queue/logical_block_size`) ?? "512") || 512;
-  const bytes = Number(sysRead(`/sys/class/block/${name}/size`) ?? "0") * 512;
+  const sectorSize = Number(readSysValue(`/sys/class/block/${name}/queue/logical_block_size`) ?? "512") || 512;
+  const bytes = Number(readSysValue(`/sys/class/block/${name}/size`) ?? "0") * 512;
   const partitions = new Map<number, BlockDevice>();
   for (const d of devices ?? listBlockDevices({ probeFs: false })) {
     if (d.isPartition && d.disk === name && d.partNumber !== undefined) partitions.set(d.partNumber, d);
@@ -145,7 +138,7 @@ interface Mounted {
 
 /** The partition's files: where it is already mounted, or a temporary read-only mount. */
 function mountPartition(part: BlockDevice, what: string): Mounted {
-  const majMin = sysRead(`/sys/class/block/${part.name}/dev`);
+  const majMin = readSysValue(`/sys/class/block/${part.name}/dev`);
   const existing = majMin ? mountPoints().get(majMin) : undefined;
   if (existing) return { dir: existing, release() {} };
   const fsType = probeFilesystem(readAt(part.devPath, 0, PROBE_BYTES))?.type;
@@ -284,8 +277,8 @@ function fallbackReason(e: sys.SysError): string | null {
     case "ENOSYS":
       return "this kernel has no kexec_file_load (built without CONFIG_KEXEC_FILE)";
     case "EPERM": {
-      if (sysRead("/proc/sys/kernel/kexec_load_disabled") === "1") return "kexec is disabled on this system (kernel.kexec_load_disabled=1)";
-      const lockdown = sysRead("/sys/kernel/security/lockdown");
+      if (readSysValue("/proc/sys/kernel/kexec_load_disabled") === "1") return "kexec is disabled on this system (kernel.kexec_load_disabled=1)";
+      const lockdown = readSysValue("/sys/kernel/security/lockdown");
       if (lockdown && !lockdown.includes("[none]")) return `the kernel is locked down (${lockdown}) and refuses this kernel image`;
       return "not permitted (needs root with CAP_SYS_BOOT)";
     }
