@@ -2,6 +2,7 @@
 // by one loop), /usr, and the full initrd's overlay.
 import fs from "node:fs";
 import { bestEffort, log } from "./log.ts";
+import { parseMountinfo, readMountinfo } from "./mountinfo.ts";
 import { attachLoop, mount, MS, MNT_DETACH, SysError, umount } from "./sys/index.ts";
 import { readAt } from "./devices/blockdevs.ts";
 import { probeFilesystem, PROBE_BYTES } from "./devices/superblock.ts";
@@ -28,12 +29,7 @@ export const EARLY_MOUNTS: EarlyMount[] = [
 ];
 
 export function isMountpoint(path: string): boolean {
-  try {
-    const mountinfo = fs.readFileSync("/proc/self/mountinfo", "utf8");
-    return mountinfo.split("\n").some((l) => l.split(" ")[4] === path);
-  } catch {
-    return false;
-  }
+  return readMountinfo().some((m) => m.mountPoint === path);
 }
 
 export function mountEarly(): void {
@@ -104,14 +100,8 @@ export function mountSquashfsFile(image: string, target: string): string {
 
 /** Unmounts whatever is mounted at or below the given paths (deepest first); for retries. */
 export function unmountBelow(prefixes: string[]): void {
-  let lines: string[];
-  try {
-    lines = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n");
-  } catch {
-    return;
-  }
-  const targets = lines
-    .map((l) => l.split(" ")[4] ?? "")
+  const targets = readMountinfo()
+    .map((m) => m.mountPoint)
     .filter((t) => prefixes.some((p) => t === p || t.startsWith(p + "/")))
     .sort((a, b) => b.length - a.length);
   for (const t of targets) {
@@ -126,12 +116,5 @@ export function unmountBelow(prefixes: string[]): void {
 
 export function mountSourceOf(target: string): string | null {
   const mountinfo = bestEffort("reading /proc/self/mountinfo", () => fs.readFileSync("/proc/self/mountinfo", "utf8")) ?? "";
-  for (const l of mountinfo.split("\n")) {
-    const f = l.split(" ");
-    if (f[4] === target) {
-      const sep = f.indexOf("-");
-      return f[sep + 2] ?? null;
-    }
-  }
-  return null;
+  return parseMountinfo(mountinfo).find((m) => m.mountPoint === target)?.source ?? null;
 }

@@ -9,23 +9,16 @@ import { redactUrl, type SftpCredentials } from "./fetch/sources.ts";
 import { ChunkVerifier, NoVerifier, parseStreamHashList, WholeImageVerifier, type StreamVerifier } from "./streamhash.ts";
 import type { UsrPlan } from "./plan.ts";
 import { BootError } from "./errors.ts";
+import { readOptional } from "./fsutil.ts";
 
 import { SFTP_HOST_KEY, SFTP_KEY, SFTP_PASSWORD, USR_HASHES } from "./paths.ts";
 
-function readOptional(path: string): string | undefined {
-  try {
-    return fs.readFileSync(path, "utf8");
-  } catch {
-    return undefined;
-  }
-}
-
 export function sftpCredentials(): SftpCredentials {
   return {
-    privateKey: readOptional(SFTP_KEY),
+    privateKey: readOptional(SFTP_KEY) ?? undefined,
     // Arrives in an appended cpio, never on the command line.
-    password: readOptional(SFTP_PASSWORD)?.trim(),
-    hostKeySha256: readOptional(SFTP_HOST_KEY)?.trim(),
+    password: readOptional(SFTP_PASSWORD)?.trim() ?? undefined,
+    hostKeySha256: readOptional(SFTP_HOST_KEY)?.trim() ?? undefined,
   };
 }
 

@@ -3,6 +3,7 @@
 // kernel does not export them, as Debian's 6.1 does not), and filesystem
 // UUID and label from the superblock.
 import fs from "node:fs";
+import { readOptional, readSysValue } from "../fsutil.ts";
 import { parseUeventFile } from "../uevent/parse.ts";
 import { parseGptHeader, parseGptEntries, type GptEntry } from "./gpt.ts";
 import { probeFilesystem, PROBE_BYTES, type FsIdentity } from "./superblock.ts";
@@ -37,14 +38,6 @@ export function readAt(path: string, offset: number, length: number): Uint8Array
     return readFdAt(fd, offset, length);
   } finally {
     fs.closeSync(fd);
-  }
-}
-
-function sysRead(path: string): string | null {
-  try {
-    return fs.readFileSync(path, "utf8");
-  } catch {
-    return null;
   }
 }
 
@@ -86,10 +79,10 @@ export function listBlockDevices(opts: ListOptions): BlockDevice[] {
   const gptCache = new Map<string, GptEntry[] | null>();
   const devices: BlockDevice[] = [];
   for (const name of names) {
-    const ue = parseUeventFile(sysRead(`/sys/class/block/${name}/uevent`) ?? "");
+    const ue = parseUeventFile(readOptional(`/sys/class/block/${name}/uevent`) ?? "");
     const devName = ue.DEVNAME ?? name;
     const devPath = `/dev/${devName}`;
-    const sizeSectors = Number((sysRead(`/sys/class/block/${name}/size`) ?? "0").trim());
+    const sizeSectors = Number(readSysValue(`/sys/class/block/${name}/size`) ?? "0");
     // Unattached loop devices and empty drives cannot hold anything.
     if (sizeSectors === 0) continue;
     const dev: BlockDevice = { name, devPath, isPartition: ue.DEVTYPE === "partition", sizeBytes: sizeSectors * 512 };
@@ -109,7 +102,7 @@ export function listBlockDevices(opts: ListOptions): BlockDevice[] {
       dev.partUuid = ue.PARTUUID?.toLowerCase();
       if (dev.disk && dev.partNumber !== undefined && (dev.partUuid === undefined || dev.partLabel === undefined)) {
         if (!gptCache.has(dev.disk)) {
-          const sector = Number((sysRead(`/sys/block/${dev.disk}/queue/logical_block_size`) ?? "512").trim()) || 512;
+          const sector = Number(readSysValue(`/sys/block/${dev.disk}/queue/logical_block_size`) ?? "512") || 512;
           gptCache.set(dev.disk, readGpt(`/dev/${dev.disk}`, sector));
         }
         const entry = gptCache.get(dev.disk)?.find((e) => e.index === dev.partNumber);

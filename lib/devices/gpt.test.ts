@@ -8,10 +8,10 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as zlib from "node:zlib";
+import { crc32 } from "./bytes.ts";
 import {
   FLATCAR_USR_TYPE_GUID,
   GptError,
-  crc32,
   encodeGuid,
   formatGuid,
   gptEntriesByteLength,

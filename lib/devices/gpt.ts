@@ -4,6 +4,7 @@
 // kexec reboot path (kexec.md) has to choose the USR-A/USR-B slot from the GPT attribute bits and
 // write back a decremented "tries" counter with both CRC32s recomputed. The caller opens the disk,
 // reads LBA 1 and the entry array, and hands the bytes here; nothing in this module does I/O.
+import { crc32, describeBytes, formatUuid } from "./bytes.ts";
 
 export class GptError extends Error {
   override name = "GptError";
@@ -52,38 +53,9 @@ const NAME_BYTES = 72;
 const MAX_ENTRIES_BYTES = 4 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
-// CRC32 (IEEE 802.3, reflected polynomial 0xEDB88320, init and final xor 0xFFFFFFFF): the same
-// function as zlib's crc32(), which is what UEFI specifies for the header and entry-array CRCs.
-// A 1 KiB table is computed once; the GPT only ever hashes a few KiB so nothing faster is needed.
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-/** IEEE (zlib) CRC32 of `data`, as an unsigned 32-bit number. */
-export function crc32(data: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < data.length; i++) {
-    // The index is always 0..255, so the table lookup cannot be undefined.
-    c = (CRC_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8)) >>> 0;
-  }
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-// ---------------------------------------------------------------------------------------------
 // GUIDs
 
 const GUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-function hex2(b: number): string {
-  return b.toString(16).padStart(2, "0");
-}
 
 /**
  * On-disk GUID (16 bytes, "mixed endian": the first three fields little-endian, the last 8 bytes
@@ -92,14 +64,11 @@ function hex2(b: number): string {
  */
 export function formatGuid(bytes: Uint8Array): string {
   if (bytes.length !== 16) throw new GptError(`GUID must be 16 bytes, got ${bytes.length}`);
-  const b = Array.from(bytes, hex2);
-  return (
-    b[3]! + b[2]! + b[1]! + b[0]! + "-" +
-    b[5]! + b[4]! + "-" +
-    b[7]! + b[6]! + "-" +
-    b[8]! + b[9]! + "-" +
-    b.slice(10).join("")
-  );
+  // Swap the first three fields to big-endian; then it reads like any UUID.
+  const be = new Uint8Array(16);
+  be.set([bytes[3]!, bytes[2]!, bytes[1]!, bytes[0]!, bytes[5]!, bytes[4]!, bytes[7]!, bytes[6]!], 0);
+  be.set(bytes.subarray(8), 8);
+  return formatUuid(be);
 }
 
 /** Canonical GUID text (either case) -> the 16 on-disk bytes (inverse of formatGuid). */
@@ -128,12 +97,6 @@ function latin1(bytes: Uint8Array): string {
   return String.fromCharCode(...bytes);
 }
 
-function printable(bytes: Uint8Array): string {
-  const hex = Array.from(bytes, hex2).join(" ");
-  const ascii = Array.from(bytes, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : ".")).join("");
-  return `${hex} "${ascii}"`;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Header
 
@@ -151,7 +114,7 @@ export function parseGptHeader(sector: Uint8Array, lba?: bigint): GptHeader {
   }
   const sig = sector.subarray(0, 8);
   if (latin1(sig) !== SIGNATURE) {
-    throw new GptError(`no GPT header: signature is ${printable(sig)}, want "${SIGNATURE}" (wrong LBA or sector size, or not a GPT disk)`);
+    throw new GptError(`no GPT header: signature is ${describeBytes(sig)}, want "${SIGNATURE}" (wrong LBA or sector size, or not a GPT disk)`);
   }
   const dv = view(sector);
   const headerSize = dv.getUint32(12, true);

@@ -15,6 +15,7 @@
 //   superblock, so resolving LABEL=/UUID= to it (or picking its type for "auto") would only move
 //   the failure to a less clear place. Newer libblkid releases verify these checksums too;
 //   util-linux 2.38 (Debian 12) does not, and still reports the damaged superblock.
+import { crc32cRaw, formatUuid } from "./bytes.ts";
 
 export interface FsIdentity {
   type: string;
@@ -52,15 +53,10 @@ function isZero(b: Uint8Array): boolean {
   return true;
 }
 
-function hex(b: Uint8Array): string {
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
 /** 16 bytes -> "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", or undefined when all zero (blkid omits it). */
 function uuidOf(b: Uint8Array): string | undefined {
   if (b.length !== 16 || isZero(b)) return undefined;
-  const h = hex(b);
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return formatUuid(b);
 }
 
 const utf8 = new TextDecoder("utf-8");
@@ -82,25 +78,6 @@ function identity(type: string, uuid?: string, label?: string): FsIdentity {
 
 function isPow2(n: number): boolean {
   return n > 0 && (n & (n - 1)) === 0;
-}
-
-// CRC32C (Castagnoli, reflected polynomial 0x82F63B78), "raw": no final inversion, the caller
-// chooses the seed and whether to invert, because the formats differ (ext4 and erofs store the
-// raw value seeded with ~0, btrfs and xfs the inverted one).
-const CRC32C_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32cRaw(seed: number, data: Uint8Array): number {
-  let c = seed >>> 0;
-  for (let i = 0; i < data.length; i++) c = (CRC32C_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8)) >>> 0;
-  return c >>> 0;
 }
 
 // ---------------------------------------------------------------------------------------------

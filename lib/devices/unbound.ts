@@ -3,6 +3,7 @@
 // blacklisted. Only buses and classes that can lead to a disk are reported,
 // so the hint is not buried under host bridges and sensors.
 import fs from "node:fs";
+import { readSysValue } from "../fsutil.ts";
 
 export interface UnboundDevice {
   bus: string;
@@ -14,14 +15,6 @@ export interface UnboundDevice {
 function storagePci(classHex: string): boolean {
   const c = parseInt(classHex, 16);
   return c >> 16 === 0x01 || c >> 8 === 0x0c03 || c >> 8 === 0x0c04;
-}
-
-function read(path: string): string | null {
-  try {
-    return fs.readFileSync(path, "utf8").trim();
-  } catch {
-    return null;
-  }
 }
 
 export function findUnboundDevices(): UnboundDevice[] {
@@ -36,11 +29,11 @@ export function findUnboundDevices(): UnboundDevice[] {
     for (const id of ids) {
       const dir = `/sys/bus/${bus}/devices/${id}`;
       if (fs.existsSync(`${dir}/driver`)) continue;
-      const modalias = read(`${dir}/modalias`);
+      const modalias = readSysValue(`${dir}/modalias`);
       if (!modalias) continue;
-      if (bus === "pci" && !storagePci(read(`${dir}/class`) ?? "0")) continue;
+      if (bus === "pci" && !storagePci(readSysValue(`${dir}/class`) ?? "0")) continue;
       // SCSI: only disks (type 0), CD-ROMs (5) and RBC (14) can hold /usr.
-      if (bus === "scsi" && !["0", "5", "14"].includes(read(`${dir}/type`) ?? "")) continue;
+      if (bus === "scsi" && !["0", "5", "14"].includes(readSysValue(`${dir}/type`) ?? "")) continue;
       out.push({ bus, id, modalias });
     }
   }

@@ -15,6 +15,7 @@
 // H(salt || block), hash type 0 (the Chrome OS format) H(block || salt).
 
 import { escapeControls } from "../text.ts";
+import { describeBytes, formatUuid } from "./bytes.ts";
 import { createHash, getHashes } from "node:crypto";
 
 /** A dm-verity superblock or hash block that cannot be used (lib/usr-verity.ts turns it into the boot failure). */
@@ -40,20 +41,6 @@ export const VERITY_SUPERBLOCK_SIZE = 512;
 
 const SIGNATURE = [0x76, 0x65, 0x72, 0x69, 0x74, 0x79, 0, 0]; // "verity\0\0"
 const MAX_SALT = 256;
-
-function hex(b: Uint8Array): string {
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
-function uuidOf(b: Uint8Array): string {
-  const h = hex(b);
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function describeBytes(b: Uint8Array): string {
-  const ascii = Array.from(b, (x) => (x >= 0x20 && x < 0x7f ? String.fromCharCode(x) : ".")).join("");
-  return `${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(" ")} "${ascii}"`;
-}
 
 /** cryptsetup's VERITY_BLOCK_SIZE_OK: a power of two from 512 bytes to 512 KiB. */
 function blockSizeOk(x: number): boolean {
@@ -125,7 +112,7 @@ export function parseVeritySuperblock(block: Uint8Array): VeritySuperblock {
   return {
     version,
     hashType,
-    uuid: uuidOf(block.subarray(16, 32)),
+    uuid: formatUuid(block.subarray(16, 32)),
     algorithm,
     dataBlockSize,
     hashBlockSize,

@@ -8,6 +8,7 @@
 // sizes are bounded as the kernel bounds them, and every step of the loop
 // consumes input or moves to a state that does: it always terminates.
 import { S_IFMT, S_IFREG } from "../initrd/cpio.ts";
+import { toHex } from "../devices/bytes.ts";
 
 export class UnwrapError extends Error {
   constructor(message: string) {
@@ -28,10 +29,6 @@ const F_FILESIZE = 6;
 const F_NAMESIZE = 11;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-
-function hexBytes(b: Uint8Array): string {
-  return [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
-}
 
 /** The bytes as a quoted string, control characters and non-ASCII escaped. */
 function quoteLatin1(b: Uint8Array): string {
@@ -121,7 +118,7 @@ export class UsrImageUnwrapper {
             break;
           }
           if (String.fromCharCode(...head) !== CPIO_MAGIC) {
-            throw new UnwrapError(`the image is neither a squashfs (magic "hsqs") nor a newc cpio (magic "070701"): it starts with ${hexBytes(head)}`);
+            throw new UnwrapError(`the image is neither a squashfs (magic "hsqs") nor a newc cpio (magic "070701"): it starts with ${toHex(head, " ")}`);
           }
           this.format = "cpio";
           const buf = new Uint8Array(HEADER);
@@ -142,7 +139,7 @@ export class UsrImageUnwrapper {
           this.offset += take;
           if (s.filled === HEADER) {
             if (String.fromCharCode(...s.buf.subarray(0, 6)) !== CPIO_MAGIC) {
-              throw new UnwrapError(`cpio: bad header magic at byte ${s.at}: ${hexBytes(s.buf.subarray(0, 6))}; expected "070701"`);
+              throw new UnwrapError(`cpio: bad header magic at byte ${s.at}: ${toHex(s.buf.subarray(0, 6), " ")}; expected "070701"`);
             }
             // All 13 fields, in order: the first bad one is the one named.
             const f = FIELDS.map((_, i) => headerField(s.buf, i, s.at));
@@ -195,7 +192,7 @@ export class UsrImageUnwrapper {
             take -= m;
             if (s.filled === 4) {
               if (!SQUASHFS_MAGIC.every((b, i) => s.magic[i] === b)) {
-                throw new UnwrapError(`cpio: ${this.wanted} does not start with the squashfs magic "hsqs": it starts with ${hexBytes(s.magic)}`);
+                throw new UnwrapError(`cpio: ${this.wanted} does not start with the squashfs magic "hsqs": it starts with ${toHex(s.magic, " ")}`);
               }
               out.push(s.magic);
             }

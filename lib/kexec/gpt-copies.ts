@@ -3,9 +3,9 @@
 // in both copies. GRUB's gptprio.next behaves the same way: a corrupt copy does not stop the boot
 // as long as the other one is valid, and when the tries counter is written both copies are written
 // from the valid one, the backup first.
+import { crc32 as crc32Of } from "../devices/bytes.ts";
 import {
   GptError,
-  crc32 as crc32Of,
   gptEntriesByteLength,
   gptEntriesSectors,
   parseGptEntries,

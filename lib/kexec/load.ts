@@ -27,6 +27,8 @@ import {
   type Platform,
 } from "./plan.ts";
 import { messageOf } from "../errors.ts";
+import { readMountinfo } from "../mountinfo.ts";
+import { readSysValue } from "../fsutil.ts";
 
 export class KexecError extends Error {
   override name = "KexecError";
@@ -63,17 +65,9 @@ const say = (s: string) => console.log(`bunboot kexec: ${s}`);
 // ---------------------------------------------------------------------------------------------
 // Finding the disk
 
-function sysRead(p: string): string | null {
-  try {
-    return fs.readFileSync(p, "utf8").trim();
-  } catch {
-    return null;
-  }
-}
-
 /** The device the running system booted /usr from, as named on /proc/cmdline. */
 function bootedUsrRef(): DeviceRef {
-  const text = sysRead("/proc/cmdline");
+  const text = readSysValue("/proc/cmdline");
   if (text === null) throw new KexecError("cannot read /proc/cmdline (is /proc mounted?); pass --disk");
   let ref: DeviceRef | null = null;
   for (const w of splitCmdline(text)) {
@@ -105,8 +99,8 @@ function diskInfo(dev: string, devices: BlockDevice[] | null): DiskInfo {
   if (st.isFile()) return { dev, partitions: new Map(), sectorSize: 512, bytes: st.size };
   if (!st.isBlockDevice()) throw new KexecError(`--disk ${dev} is neither a block device nor an image file`);
   const name = path.basename(fs.realpathSync(dev));
-  const sectorSize = Number(sysRead(`/sys/class/block/${name}/queue/logical_block_size`) ?? "512") || 512;
-  const bytes = Number(sysRead(`/sys/class/block/${name}/size`) ?? "0") * 512;
+  const sectorSize = Number(readSysValue(`/sys/class/block/${name}/queue/logical_block_size`) ?? "512") || 512;
+  const bytes = Number(readSysValue(`/sys/class/block/${name}/size`) ?? "0") * 512;
   const partitions = new Map<number, BlockDevice>();
   for (const d of devices ?? listBlockDevices({ probeFs: false })) {
     if (d.isPartition && d.disk === name && d.partNumber !== undefined) partitions.set(d.partNumber, d);
@@ -131,12 +125,8 @@ function findDisk(opts: KexecOptions): DiskInfo {
 /** Mount points of the running system, by "major:minor". */
 function mountPoints(): Map<string, string> {
   const out = new Map<string, string>();
-  for (const line of (sysRead("/proc/self/mountinfo") ?? "").split("\n")) {
-    const f = line.split(" ");
-    if (f.length < 5) continue;
-    // mountinfo escapes blanks and backslashes as octal.
-    const mp = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (!out.has(f[2]!)) out.set(f[2]!, mp);
+  for (const m of readMountinfo()) {
+    if (!out.has(m.majorMinor)) out.set(m.majorMinor, m.mountPoint);
   }
   return out;
 }
@@ -148,7 +138,7 @@ interface Mounted {
 
 /** The partition's files: where it is already mounted, or a temporary read-only mount. */
 function mountPartition(part: BlockDevice, what: string): Mounted {
-  const majMin = sysRead(`/sys/class/block/${part.name}/dev`);
+  const majMin = readSysValue(`/sys/class/block/${part.name}/dev`);
   const existing = majMin ? mountPoints().get(majMin) : undefined;
   if (existing) return { dir: existing, release() {} };
   const fsType = probeFilesystem(readAt(part.devPath, 0, PROBE_BYTES))?.type;
@@ -287,8 +277,8 @@ function fallbackReason(e: sys.SysError): string | null {
     case "ENOSYS":
       return "this kernel has no kexec_file_load (built without CONFIG_KEXEC_FILE)";
     case "EPERM": {
-      if (sysRead("/proc/sys/kernel/kexec_load_disabled") === "1") return "kexec is disabled on this system (kernel.kexec_load_disabled=1)";
-      const lockdown = sysRead("/sys/kernel/security/lockdown");
+      if (readSysValue("/proc/sys/kernel/kexec_load_disabled") === "1") return "kexec is disabled on this system (kernel.kexec_load_disabled=1)";
+      const lockdown = readSysValue("/sys/kernel/security/lockdown");
       if (lockdown && !lockdown.includes("[none]")) return `the kernel is locked down (${lockdown}) and refuses this kernel image`;
       return "not permitted (needs root with CAP_SYS_BOOT)";
     }
@@ -320,12 +310,11 @@ function writeGpt(dev: string, writes: DiskWrite[]): void {
 /** Best effort before a reboot that skips the init system: flush, then make disk filesystems read-only. */
 function quiesce(): void {
   sys.sync();
-  const lines = (sysRead("/proc/self/mounts") ?? "").split("\n").filter(Boolean).reverse();
-  for (const line of lines) {
-    const [src, dir, , opts] = line.split(" ");
-    if (!src?.startsWith("/dev/") || !dir || !opts?.split(",").includes("rw")) continue;
+  // Deepest (latest) mounts first. Writable means both the mount and its superblock are rw.
+  for (const m of readMountinfo().reverse()) {
+    if (!m.source.startsWith("/dev/") || !m.options.includes("rw") || !m.superOptions.includes("rw")) continue;
     try {
-      sys.mount(src, dir.replace(/\\040/g, " "), null, sys.MS.REMOUNT | sys.MS.RDONLY, null);
+      sys.mount(m.source, m.mountPoint, null, sys.MS.REMOUNT | sys.MS.RDONLY, null);
     } catch {
       // Busy filesystems stay rw; the sync above already flushed them.
     }

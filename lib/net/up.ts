@@ -4,6 +4,7 @@
 // configures address, route and resolv.conf itself, so every step is logged).
 // The network is left up for stage 2, as configured here.
 import fs from "node:fs";
+import { readSysValue } from "../fsutil.ts";
 import type { BootParams } from "../cmdline.ts";
 import { log } from "../log.ts";
 import { runChecked, run } from "../spawn.ts";
@@ -49,18 +50,10 @@ function interfaces(): string[] {
   }
 }
 
-function readSys(path: string): string | null {
-  try {
-    return fs.readFileSync(path, "utf8").trim();
-  } catch {
-    return null;
-  }
-}
-
 function describeInterfaces(): string {
   const names = interfaces();
   if (names.length === 0) return "none (no network driver found a NIC)";
-  return names.map((n) => `${n} (mac ${readSys(`/sys/class/net/${n}/address`) ?? "?"}, carrier ${readSys(`/sys/class/net/${n}/carrier`) === "1" ? "up" : "down"})`).join(", ");
+  return names.map((n) => `${n} (mac ${readSysValue(`/sys/class/net/${n}/address`) ?? "?"}, carrier ${readSysValue(`/sys/class/net/${n}/carrier`) === "1" ? "up" : "down"})`).join(", ");
 }
 
 async function ip(...args: string[]): Promise<void> {
@@ -99,7 +92,7 @@ export async function bringUpNetwork(p: BootParams, devices: DeviceManager): Pro
   let wantedName: string | undefined = config.iface;
   if (!wantedName && p.bootif) {
     const mac = p.bootif.toLowerCase();
-    const found = await waitFor(`the interface with BOOTIF=${mac}`, appearMs, devices, () => interfaces().find((n) => readSys(`/sys/class/net/${n}/address`)?.toLowerCase() === mac) ?? null);
+    const found = await waitFor(`the interface with BOOTIF=${mac}`, appearMs, devices, () => interfaces().find((n) => readSysValue(`/sys/class/net/${n}/address`)?.toLowerCase() === mac) ?? null);
     if (!found) throw new BootError(`no interface has the MAC address of BOOTIF=${p.bootif} after ${appearMs / 1000} s; interfaces: ${describeInterfaces()}`, { param: "BOOTIF" });
     wantedName = found;
   }
@@ -115,7 +108,7 @@ export async function bringUpNetwork(p: BootParams, devices: DeviceManager): Pro
   const candidates = wantedName ? [wantedName] : interfaces();
   for (const n of candidates) await ip("link", "set", "dev", n, "up");
   const carrierMs = 15_000;
-  const iface = await waitFor(`carrier on ${candidates.join(", ")}`, carrierMs, devices, () => candidates.find((n) => readSys(`/sys/class/net/${n}/carrier`) === "1") ?? null);
+  const iface = await waitFor(`carrier on ${candidates.join(", ")}`, carrierMs, devices, () => candidates.find((n) => readSysValue(`/sys/class/net/${n}/carrier`) === "1") ?? null);
   if (!iface) throw new BootError(`no carrier on ${candidates.join(", ")} after ${carrierMs / 1000} s (cable, switch port?); interfaces: ${describeInterfaces()}`, { param: "ip" });
 
   let state: NetState;
