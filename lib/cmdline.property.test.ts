@@ -4,6 +4,7 @@
 // numbers, URLs with passwords). Deterministic: the PRNG (mulberry32) and
 // its seed are in each test's name, so a failure reproduces exactly. The
 // counts are bounded so that the file runs in well under 2 s.
+import { Gen } from "./testing/prng.ts";
 import { timed } from "./testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import {
@@ -19,32 +20,7 @@ import {
 // ---------------------------------------------------------------------------
 // Deterministic randomness
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-class Gen {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-}
 
 // Pieces a command line is made of, hostile ones included.
 const KEYS = [

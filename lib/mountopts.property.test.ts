@@ -3,21 +3,12 @@
 // parameter, with no raw control character; accepted data never holds a
 // blank, quote, backslash or control character; bounded time. The PRNG
 // (mulberry32) and its seed are in the test's name.
+import { mulberry32 } from "./testing/prng.ts";
 import { SLACK } from "./testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import { MountOptionError, parseMountOptions, type MountParam } from "./mountopts.ts";
 import { MS_FLAGS } from "./msflags.ts";
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ATOMS = ["ro", "rw", "noatime", "x-systemd.a", "X-mount.mkdir", "defaults", "compress=zstd:3", "subvol=/usr", "=", "==", ",", ",,", " ", "\t", '"', "'", "\\", "\0", "\x1b[2J", "\x7f", "\x85", "\u2028", "\u202e", "é", "😀", "\ud800", "a".repeat(300), "RO", "-o", "%"];
 

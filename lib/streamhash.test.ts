@@ -1,3 +1,4 @@
+import { mulberry32 } from "./testing/prng.ts";
 import { describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { ChunkVerifier, formatStreamHashList, NoVerifier, parseStreamHashList, StreamHasher, StreamHashError, WholeImageVerifier } from "./streamhash.ts";
@@ -149,17 +150,6 @@ describe("whole-image and insecure verifiers say when their bytes are proven", (
   });
 });
 
-/** mulberry32: a small deterministic PRNG, so a failure reproduces. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("stream-hash list parser properties (seeded)", () => {
   const rand = mulberry32(0x5eed_4a54);

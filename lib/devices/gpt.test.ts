@@ -2,6 +2,7 @@
 // cross-checked with `sfdisk -J` where sfdisk can read the image (512-byte sectors).
 // Needs: fdisk (sfdisk, fdisk), gdisk (sgdisk).
 
+import { mulberry32 } from "../testing/prng.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { fileSize, readAt, run, writeAt } from "../testing/host.ts";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -462,17 +463,6 @@ describe("corruption and range checks", () => {
 // the CRCs recomputed after each mutation so that most of them reach the checks behind the CRCs.
 // The seed is fixed so that a failure names a case that can be replayed.
 
-/** mulberry32: a tiny PRNG whose whole state is one 32-bit word, so a seed replays a run exactly. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PARSER_SEED = 0x9e3779b9;
 const PARSER_CASES = 3000;

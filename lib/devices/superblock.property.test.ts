@@ -6,35 +6,13 @@
 // the same answer for the same bytes wherever they sit in memory, and what it
 // reports must have the documented shape. The PRNG (mulberry32) and its seed
 // are in each test's name. Cheap: no mkfs, no disk images.
+import { Gen as BaseGen } from "../testing/prng.ts";
 import { SLACK } from "../testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import { PROBE_BYTES, probeFilesystem, type FsIdentity } from "./superblock.ts";
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-class Gen {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
+class Gen extends BaseGen {
   fill(b: Uint8Array, from: number, to: number): void {
     for (let i = from; i < Math.min(to, b.length); i++) b[i] = this.chance(0.5) ? 0 : this.int(256);
   }

@@ -5,6 +5,7 @@
 // come out, valid superblocks round-trip, and every input completes in
 // bounded time.
 // The PRNG (mulberry32) and its seed are in each test's name.
+import { Gen as BaseGen } from "../testing/prng.ts";
 import { timed } from "../testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import {
@@ -18,36 +19,8 @@ import {
   type VeritySuperblock,
 } from "./verity.ts";
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-class Gen {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  bytes(n: number): Uint8Array {
-    const b = new Uint8Array(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
+class Gen extends BaseGen {
   u32(): number {
     return this.pick([0, 1, 2, 511, 512, 513, 4096, 65536, 524288, 524289, 1 << 20, 0x7fffffff, 0x80000000, 0xffffffff, this.int(0x100000000)]);
   }

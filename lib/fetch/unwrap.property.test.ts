@@ -2,22 +2,12 @@
 // random places, and adversarial headers. Whatever the input, the unwrapper
 // must finish quickly with output or an UnwrapError, never loop, never throw
 // anything else, and never emit bytes that do not start a squashfs.
+import { mulberry32 } from "../testing/prng.ts";
 import { SLACK } from "../testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import { encodeNewc, type CpioEntry } from "../initrd/cpio.ts";
 import { UnwrapError, UsrImageUnwrapper } from "./unwrap.ts";
 
-/** mulberry32: a small deterministic PRNG, so a failure reproduces. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = 0x5eed_b007;
 

@@ -2,6 +2,7 @@
 // set by `sgdisk --attributes`, cross-checked by `sgdisk -v` and `sfdisk -J` after our writes;
 // then damaged and hostile GPTs no tool writes, built in memory, and seeded property tests.
 // Needs: fdisk (sfdisk), gdisk (sgdisk).
+import { mulberry32 } from "../testing/prng.ts";
 import { SLACK } from "../testing/timed.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { fileSize as size, readAt, run } from "../testing/host.ts";
@@ -519,17 +520,6 @@ describe("damaged and hostile GPTs (in memory)", () => {
 // disks), re-signing headers and entry arrays after each mutation so that they reach the checks
 // behind the CRCs.
 
-/** mulberry32: a tiny PRNG whose whole state is one 32-bit word, so a seed replays a run exactly. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rng {
   private readonly next: () => number;

@@ -5,37 +5,13 @@
 // accepted value satisfies what the network code relies on, and every input
 // completes in bounded time. The PRNG (mulberry32) and its seed are in each
 // test's name, so a failure reproduces exactly.
+import { Gen } from "../testing/prng.ts";
 import { timed } from "../testing/timed.ts";
 import { describe, expect, test } from "bun:test";
 import net from "node:net";
 import { IpConfigError, isIpv6, isValidIfaceName, parseIp, parseNameserver, splitFields } from "./ipconfig.ts";
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-class Gen {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = mulberry32(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-}
 
 const FIELD_ATOMS = [
   "", "", "10.0.2.15", "10.0.2.2", "255.255.255.0", "255.0.255.0", "0.0.0.0", "256.1.1.1", "010.0.0.1", "1.2.3",
