@@ -7,7 +7,7 @@
 // whole-image hash), so every header field is exactly 8 hex digits, name
 // sizes are bounded as the kernel bounds them, and every step of the loop
 // consumes input or moves to a state that does: it always terminates.
-import { S_IFMT, S_IFREG } from "../initrd/cpio.ts";
+import { readHex8, S_IFMT, S_IFREG } from "../initrd/cpio.ts";
 import { toHex } from "../devices/bytes.ts";
 
 export class UnwrapError extends Error {
@@ -35,22 +35,11 @@ function quoteLatin1(b: Uint8Array): string {
   return JSON.stringify(String.fromCharCode(...b)).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
-/**
- * Field `i` of a newc header: exactly 8 hex digits (no sign, blank or
- * prefix, unlike parseInt), so the value is always 0..0xffffffff.
- */
+/** Field `i` of a newc header: exactly 8 hex digits (readHex8), never a signed number. */
 function headerField(header: Uint8Array, i: number, headerAt: number): number {
   const start = 6 + i * 8;
-  let v = 0;
-  for (let k = 0; k < 8; k++) {
-    const c = header[start + k]!;
-    let d: number;
-    if (c >= 0x30 && c <= 0x39) d = c - 0x30;
-    else if (c >= 0x41 && c <= 0x46) d = c - 0x41 + 10;
-    else if (c >= 0x61 && c <= 0x66) d = c - 0x61 + 10;
-    else throw new UnwrapError(`cpio: header field ${FIELDS[i]} at byte ${headerAt + start} is ${quoteLatin1(header.subarray(start, start + 8))}; expected 8 hex digits`);
-    v = v * 16 + d;
-  }
+  const v = readHex8(header, start);
+  if (v === null) throw new UnwrapError(`cpio: header field ${FIELDS[i]} at byte ${headerAt + start} is ${quoteLatin1(header.subarray(start, start + 8))}; expected 8 hex digits`);
   return v;
 }
 

@@ -228,18 +228,33 @@ const FIELD_NAMES = [
 ] as const;
 type FieldName = (typeof FIELD_NAMES)[number];
 
-function parseHex8(archive: Uint8Array, at: number, field: string): number {
+/** The value of an ASCII hex digit, or -1. */
+function hexDigit(c: number | undefined): number {
+  if (c === undefined) return -1;
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10;
+  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
+  return -1;
+}
+
+/**
+ * The newc header field at `at`: exactly 8 hex digits (no sign, blank or
+ * prefix, unlike parseInt), so always 0..0xffffffff; null if any byte is not
+ * a hex digit. Shared with the streaming unwrapper of the /usr image.
+ */
+export function readHex8(bytes: Uint8Array, at: number): number | null {
   let v = 0;
   for (let i = 0; i < 8; i++) {
-    const c = archive[at + i]!;
-    let d: number;
-    if (c >= 0x30 && c <= 0x39) d = c - 0x30;
-    else if (c >= 0x41 && c <= 0x46) d = c - 0x41 + 10;
-    else if (c >= 0x61 && c <= 0x66) d = c - 0x61 + 10;
-    else throw new CpioError(`bad hex digit in cpio header field ${field}`, at + i);
+    const d = hexDigit(bytes[at + i]);
+    if (d < 0) return null;
     v = v * 16 + d;
   }
   return v;
+}
+
+function parseHex8(archive: Uint8Array, at: number, field: string): number {
+  for (let i = 0; i < 8; i++) if (hexDigit(archive[at + i]) < 0) throw new CpioError(`bad hex digit in cpio header field ${field}`, at + i);
+  return readHex8(archive, at)!;
 }
 
 function need(archive: Uint8Array, at: number, len: number, what: string): void {
