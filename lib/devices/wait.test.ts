@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseDeviceRef } from "./ref.ts";
 import type { BlockDevice } from "./blockdevs.ts";
-import { waitForDevice, type DeviceEvents, type WaitOptions } from "./wait.ts";
+import { shapeOf, waitForDevice, type DeviceEvents, type WaitOptions } from "./wait.ts";
 import { BootError } from "../errors.ts";
 
 const USR_A = "7130c94a-213a-4e5a-8e26-6cce9662f132";
@@ -188,7 +188,7 @@ describe("waitForDevice: the settle window", () => {
     const sys = new FakeSystem();
     sys.devices = [VDA3];
     let n = 0;
-    const timer = setInterval(() => sys.plug(part(`loop${n++}`)), 30);
+    const timer = setInterval(() => sys.plug(part(`sdx${n++}`)), 30);
     try {
       const t0 = performance.now();
       expect(await waitForDevice("verity.usr", PARTUUID_REF, 10, sys, undefined, sys.options(100, 300))).toBe("/dev/vda3");
@@ -252,5 +252,25 @@ describe("waitForDevice: messages", () => {
     expect(lost.message).toContain("timed out");
     expect(lost.message).toContain("LABEL=USR\\x1b[2J\\x0d");
     expect(lost.message).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  });
+});
+
+describe("the settle window's notion of a change", () => {
+  test("devices the boot makes itself (verity mapping, loop devices, RAM disks) do not keep the window open", () => {
+    const disks = [part("vda"), part("vda3")];
+    expect(shapeOf([...disks, part("dm-0"), part("loop0"), part("loop12"), part("ram0"), part("zram0")])).toBe(shapeOf(disks));
+    expect(shapeOf([...disks, part("sda")])).not.toBe(shapeOf(disks));
+  });
+
+  test("a background settle is not held open by the boot's own loop and dm devices", async () => {
+    const sys = new FakeSystem();
+    sys.devices = [VDA3];
+    for (const [ms, name] of [[20, "dm-0"], [60, "loop0"], [100, "loop1"]] as const) setTimeout(() => sys.plug(part(name)), ms);
+    let settled: Promise<void> | null = null;
+    const t0 = performance.now();
+    await waitForDevice("verity.usr", PARTUUID_REF, 10, sys, undefined, { ...sys.options(150, 2000), settleInBackground: (p) => (settled = p) });
+    await settled!;
+    // Quiet since the first look: the window ends after settleQuietMs, not after the last loop device.
+    expect(performance.now() - t0).toBeLessThan(240);
   });
 });
