@@ -2,7 +2,7 @@
 // or reboot. PID 1 never exits; this function returns only to let the caller
 // retry the boot after the shell is left.
 import fs from "node:fs";
-import type { BootParams } from "./cmdline.ts";
+import { BREAKPOINTS, type BootParams } from "./cmdline.ts";
 import { ARGON2ID_HASH } from "./config.ts";
 import { BUSYBOX, EMERGENCY_PASSWORD_HASH } from "./paths.ts";
 import { consoleWrite, log } from "./log.ts";
@@ -59,7 +59,7 @@ export function formatFailure(f: FailureReport, buildId: string): string {
   const lines = [`boot failed in step "${f.step}":`, ...f.message.split("\n").map((l) => "  " + l)];
   if (f.param) lines.push(`parameter to check: ${f.param}=`);
   lines.push(
-    `to debug: add rd.debug or rd.earlytrace (log every step, command and uevent), rd.break=<pre-udev|pre-verity|pre-mount|pre-switch-root> or rd.earlyshell (shell at breakpoints); the boot log is in /run/bunboot/log (initrd build ${buildId})`,
+    `to debug: add rd.debug or rd.earlytrace (log every step, command and uevent), rd.break=<${BREAKPOINTS.join("|")}> or rd.earlyshell (shell at breakpoints); the boot log is in /run/bunboot/log (initrd build ${buildId})`,
   );
   return lines.join("\n");
 }
