@@ -4,10 +4,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import parseArgs from "yargs-parser";
-import { DEFAULT_MODULES, ModuleSelectionError } from "./lib/initrd/modules.ts";
+import { DEFAULT_PROFILE, DIRECTORY_OMISSIONS, ModuleSelectionError, PROFILES, type Profile } from "./lib/initrd/modules.ts";
 import { BuildError } from "./lib/initrd/tree.ts";
 import { compileInit } from "./lib/initrd/compile.ts";
-import { buildInitrd, FLATCAR_VERITY_HASH_OFFSET, type Compression } from "./lib/initrd/initrd.ts";
+import { buildInitrd, DEFAULT_LAYOUT, FLATCAR_VERITY_HASH_OFFSET, LAYOUTS, type Compression, type Layout } from "./lib/initrd/initrd.ts";
 
 const HELP = `usage: bun build.ts [options]
   --out FILE                 initrd to write (default dist/initrd.img)
@@ -16,7 +16,11 @@ const HELP = `usage: bun build.ts [options]
   --kernel-version VER       kernel whose modules to ship (default: newest in --modules-root)
   --modules-root DIR         default /lib/modules
   --firmware-root DIR        default /lib/firmware
+  --profile netboot|disk     module set: netboot (default) has the disk controllers and the NIC
+                             drivers of diskless boots, disk leaves the NICs out
   --add-modules a,b,...      extra modules by name, .ko path or directory (trailing /) under kernel/
+  --omit-modules a,b,...     modules to leave out of the profile's directories, beside the built-in
+                             list of ones stage 1 cannot use (iSCSI, FCoE, target mode, tapes)
   --verity-hash-offset N     byte offset of the verity hash tree on /usr (default ${FLATCAR_VERITY_HASH_OFFSET}, Flatcar's)
   --sysroot DIR              take busybox, kmod, veritysetup, dmsetup and their libraries from DIR (default /)
   --busybox PATH             static busybox (default /bin/busybox)
@@ -26,7 +30,8 @@ const HELP = `usage: bun build.ts [options]
   --sftp-key FILE            SSH private key for sftp:// /usr images
   --sftp-host-key SHA256:... pin the SFTP server's host key (ssh-keygen -lf)
   --layout flat|payload      payload: the init, tools, libraries and modules in a squashfs the
-                             kernel only copies (pages decompressed on use); default flat
+                             kernel only copies (pages decompressed on use); flat: one archive
+                             the kernel unpacks whole; default ${DEFAULT_LAYOUT}
   --payload-block-size N     squashfs block size of the payload image (default 1048576)
   --emergency-password-hash H  argon2id hash (Bun.password.hash) asked before any shell is given
   --reference-init FILE      a shell script as /init instead of the Bun init (benchmark reference)
@@ -48,7 +53,7 @@ function num(name: string, v: unknown): number | undefined {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2), {
-    string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target", "reference-init", "usr-hashes", "sftp-key", "sftp-host-key", "emergency-password-hash", "layout"],
+    string: ["out", "compress", "kernel-version", "modules-root", "firmware-root", "add-modules", "sysroot", "busybox", "init-binary", "target", "reference-init", "usr-hashes", "sftp-key", "sftp-host-key", "emergency-password-hash", "layout", "profile", "omit-modules"],
     boolean: ["help"],
     configuration: { "strip-dashed": true },
   });
@@ -56,16 +61,19 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const known = new Set(["_", "out", "compress", "compressLevel", "kernelVersion", "modulesRoot", "firmwareRoot", "addModules", "verityHashOffset", "sysroot", "busybox", "initBinary", "target", "referenceInit", "usrHashes", "sftpKey", "sftpHostKey", "emergencyPasswordHash", "layout", "payloadBlockSize", "help"]);
+  const known = new Set(["_", "out", "compress", "compressLevel", "kernelVersion", "modulesRoot", "firmwareRoot", "addModules", "verityHashOffset", "sysroot", "busybox", "initBinary", "target", "referenceInit", "usrHashes", "sftpKey", "sftpHostKey", "emergencyPasswordHash", "layout", "payloadBlockSize", "profile", "omitModules", "help"]);
   for (const k of Object.keys(args)) if (!known.has(k)) fail(`unknown option --${k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())}\n${HELP}`);
   if (args._.length > 0) fail(`unexpected argument ${args._[0]}\n${HELP}`);
   const compress = (args.compress ?? "zstd") as Compression;
   if (!["zstd", "xz", "gzip", "none"].includes(compress)) fail(`--compress expects zstd, xz, gzip or none, got ${JSON.stringify(args.compress)}`);
   const verityHashOffset = num("verity-hash-offset", args.verityHashOffset) ?? FLATCAR_VERITY_HASH_OFFSET;
   if (verityHashOffset % 4096 !== 0 || verityHashOffset === 0) fail(`--verity-hash-offset must be a positive multiple of 4096, got ${verityHashOffset}`);
-  const layout = (args.layout ?? "flat") as "flat" | "payload";
-  if (!["flat", "payload"].includes(layout)) fail(`--layout expects flat or payload, got ${JSON.stringify(args.layout)}`);
+  const layout = (args.layout ?? DEFAULT_LAYOUT) as Layout;
+  if (!LAYOUTS.includes(layout)) fail(`--layout expects ${LAYOUTS.join(" or ")}, got ${JSON.stringify(args.layout)}`);
   const out = path.resolve(args.out ?? path.join(ROOT, "dist/initrd.img"));
+  const profile = (args.profile ?? DEFAULT_PROFILE) as Profile;
+  if (!Object.hasOwn(PROFILES, profile)) fail(`--profile expects ${Object.keys(PROFILES).join(" or ")}, got ${JSON.stringify(args.profile)}`);
+  const list = (v: unknown) => String(v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
 
   const t0 = performance.now();
   const referenceInit = args.referenceInit ? path.resolve(args.referenceInit) : undefined;
@@ -80,7 +88,7 @@ async function main(): Promise<void> {
     throw e;
   }
   if (initBinary && !fs.existsSync(initBinary)) fail(`--init-binary ${initBinary} does not exist`);
-  const extra = (args.addModules ?? "").split(",").map((s: string) => s.trim()).filter(Boolean);
+  const extra = list(args.addModules);
   try {
     const r = await buildInitrd({
       initBinary,
@@ -91,7 +99,8 @@ async function main(): Promise<void> {
       kernelVersion: args.kernelVersion,
       modulesRoot: args.modulesRoot ?? "/lib/modules",
       firmwareRoot: args.firmwareRoot ?? "/lib/firmware",
-      modules: [...DEFAULT_MODULES, ...extra],
+      modules: [...PROFILES[profile], ...extra],
+      omitModules: [...DIRECTORY_OMISSIONS, ...list(args.omitModules)],
       sysroot: args.sysroot ?? "/",
       busybox: args.busybox ?? "/bin/busybox",
       verityHashOffset,
@@ -103,7 +112,7 @@ async function main(): Promise<void> {
       payloadBlockSize: num("payload-block-size", args.payloadBlockSize),
     });
     const mib = (n: number) => (n / 1048576).toFixed(1).padStart(7) + " MiB";
-    console.log(`initrd ${r.out} for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(`initrd ${r.out} (profile ${profile}, layout ${layout}) for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     for (const [component, size] of [...r.breakdown].sort((a, b) => b[1] - a[1])) console.log(`  ${component.padEnd(12)} ${mib(size)}`);
     console.log(`  ${"total".padEnd(12)} ${mib(r.uncompressed)} uncompressed, ${mib(r.compressed)} ${compress}`);
   } catch (e) {

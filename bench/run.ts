@@ -13,19 +13,20 @@ import path from "node:path";
 import parseArgs from "yargs-parser";
 import { compileInit } from "../lib/initrd/compile.ts";
 import { decodeNewc, encodeNewc, type CpioEntry } from "../lib/initrd/cpio.ts";
-import { buildInitrd, compressorArgv, type Compression } from "../lib/initrd/initrd.ts";
-import { DEFAULT_MODULES } from "../lib/initrd/modules.ts";
+import { buildInitrd, compressorArgv, DEFAULT_LAYOUT, type Compression } from "../lib/initrd/initrd.ts";
+import { DEFAULT_MODULES, DEFAULT_PROFILE } from "../lib/initrd/modules.ts";
 import { FLATCAR_VERITY_HASH_OFFSET } from "../lib/config.ts";
 import { buildStage2, CACHE as IMAGES, FLATCAR_USR_BYTES, gptDisk, squashfs, USR_A_UUID, USR_TYPE, verityImage } from "../qemu-tests/harness/images.ts";
-import { kernelImage, REPO, Vm } from "../qemu-tests/harness/vm.ts";
+import { kernelImage, REPO, stage2Facts, Vm } from "../qemu-tests/harness/vm.ts";
 import { checkBudgets, type Results } from "./budgets.ts";
 import { median, parseBoot, phases, stage1S, type BootTimes } from "../lib/bootlog.ts";
 import { renderTimeline } from "../lib/timeline-svg.ts";
 
 const HELP = `usage: npm run bench [-- options]
-  --boots N        timed boots of each init, interleaved (default 5)
+  --boots N        timed boots of each initrd (flat, payload, reference), interleaved (default 5)
   --compress C     compression of the booted initrds: zstd|xz|gzip (default zstd)
   --quick          skip xz/gzip sizes, the unpack comparison and the RAM bisection (a smoke run)
+  --no-bisect      everything but the RAM bisection
   --no-append      print only, do not append to BENCHMARKS.md
 `;
 
@@ -177,8 +178,15 @@ function spread(xs: number[]): string {
   return `${s3(Math.min(...xs))}–${s3(Math.max(...xs))}`;
 }
 
+/** The three initrds booted: both layouts of ours, and the busybox reference. */
+type Who = "flat" | "payload" | "ref";
+const WHO: readonly Who[] = ["flat", "payload", "ref"];
+const LABEL: Record<Who, string> = { flat: "bunboot, flat", payload: "bunboot, payload", ref: "busybox reference" };
+/** A 12 MiB kernel (Debian's is 7.9 MiB; room for a bigger one) twice, in Flatcar's 128 MiB ESP with 4 MiB spare. */
+const ESP_MIB = 128, KERNEL_MIB = 12, SPARE_MIB = 4;
+
 async function main(): Promise<number> {
-  const args = parseArgs(process.argv.slice(2), { boolean: ["quick", "help", "append"], string: ["compress"], default: { append: true, boots: 5 } });
+  const args = parseArgs(process.argv.slice(2), { boolean: ["quick", "help", "append", "bisect"], string: ["compress"], default: { append: true, bisect: true, boots: 5 } });
   if (args.help) {
     console.log(HELP);
     return 0;
@@ -194,7 +202,7 @@ async function main(): Promise<number> {
   const loadBefore = fs.readFileSync("/proc/loadavg", "utf8").trim();
   fs.mkdirSync(OUT, { recursive: true });
 
-  // --- builds: ours (freshly compiled), the reference, a bare Bun hello-world.
+  // --- builds: ours (freshly compiled) in both layouts, the reference, a bare Bun hello-world.
   say("compiling the init and a Bun hello-world with the same flags");
   const initBin = await compileInit(path.join(OUT, "bunboot-init"));
   const helloSrc = path.join(OUT, "hello.ts");
@@ -210,121 +218,147 @@ async function main(): Promise<number> {
     verityHashOffset: FLATCAR_VERITY_HASH_OFFSET,
     log: () => {},
   };
-  say("assembling both initrds (uncompressed cpio first, then each compression)");
-  const ours = await buildInitrd({ ...common, initBinary: initBin, out: path.join(OUT, "ours.cpio") });
+  say("assembling the initrds (uncompressed cpio first, then each compression)");
+  const ours = await buildInitrd({ ...common, layout: "flat", initBinary: initBin, out: path.join(OUT, "ours.cpio") });
   const ref = await buildInitrd({ ...common, referenceInit: path.join(import.meta.dir, "reference-init.sh"), out: path.join(OUT, "ref.cpio") });
 
   const kinds: Array<Exclude<Compression, "none">> = args.quick ? [bootKind] : ["zstd", "xz", "gzip"];
-  const sizes: Record<string, Record<string, { bytes: number; seconds: number }>> = { ours: {}, ref: {}, hello: {} };
-  const files: Record<string, Record<string, string>> = { ours: {}, ref: {}, hello: {} };
+  const sizes: Record<string, Record<string, { bytes: number; seconds: number }>> = { flat: {}, payload: {}, ref: {}, hello: {} };
+  const files: Record<string, Record<string, string>> = { flat: {}, payload: {}, ref: {}, hello: {} };
   for (const kind of kinds) {
-    for (const [who, input] of [["ours", ours.out], ["ref", ref.out], ["hello", path.join(OUT, "hello")]] as const) {
+    for (const [who, input] of [["flat", ours.out], ["ref", ref.out], ["hello", path.join(OUT, "hello")]] as const) {
       say(`${kind} -${LEVEL[kind]} of ${who}`);
       const r = await compress(input, kind);
       sizes[who]![kind] = r;
       files[who]![kind] = r.file;
     }
   }
+  // The payload layout compresses only its small outer archive; the squashfs
+  // (zstd blocks) is the same whatever that compression is.
+  say(`payload layout, outer archive ${bootKind} -${LEVEL[bootKind]}`);
+  const tPayload = performance.now();
+  const payloadFile = path.join(OUT, `payload.${bootKind}`);
+  const payload = await buildInitrd({ ...common, layout: "payload", initBinary: initBin, out: payloadFile, compress: bootKind, compressLevel: LEVEL[bootKind] });
+  sizes.payload![bootKind] = { bytes: payload.compressed, seconds: (performance.now() - tPayload) / 1000 };
+  files.payload![bootKind] = payloadFile;
+  const payloadImage = payload.breakdown.get("payload image") ?? 0;
   const parts = await breakdown(ours.out);
   const modDirs = moduleDirs(ours.out);
 
   say("building the verity disk");
   const disk = buildDisk();
 
-  // --- timed boots, interleaved so load changes hit both alike.
-  const runs: Record<"ours" | "ref", BootRun[]> = { ours: [], ref: [] };
+  // --- timed boots, interleaved (flat, payload, reference, flat, ...) so load changes hit all alike.
+  const runs: Record<Who, BootRun[]> = { flat: [], payload: [], ref: [] };
+  const memAvail: Record<Who, number[]> = { flat: [], payload: [], ref: [] };
   for (let i = 1; i <= boots; i++) {
-    for (const who of ["ours", "ref"] as const) {
+    for (const who of WHO) {
       const r = await boot(`${who}-${i}`, files[who]![bootKind]!, disk);
-      say(`boot ${who} ${i}/${boots}: ${r.ok && r.times ? `stage 1 ${s3(stage1S(r.times))} s` : `FAILED (see ${r.log})`} (${r.wallS.toFixed(0)} s wall)`);
+      say(`boot ${who} ${i}/${boots}: ${r.ok && r.times ? `stage 1 ${s3(stage1S(r.times))} s, kernel start → stage 2 ${s3(r.times.switchRootS)} s` : `FAILED (see ${r.log})`} (${r.wallS.toFixed(0)} s wall)`);
       runs[who].push(r);
+      const kib = Number(stage2Facts(fs.readFileSync(r.log, "utf8")).mem_available_kib);
+      if (r.ok && Number.isFinite(kib)) memAvail[who].push(kib);
     }
   }
-  const good = (who: "ours" | "ref") => runs[who].filter((r) => r.times).map((r) => r.times!);
-  if (good("ours").length === 0 || good("ref").length === 0) {
-    say("no successful boot of one of the inits; nothing to report");
+  const good = (who: Who) => runs[who].filter((r) => r.times).map((r) => r.times!);
+  if (WHO.some((w) => good(w).length === 0)) {
+    say(`no successful boot of ${WHO.filter((w) => good(w).length === 0).join(", ")}; nothing to report`);
     return 1;
   }
 
-  // --- unpack cost of the other compressions (one boot each, ours only).
+  // --- unpack cost of the other compressions (one boot each, flat only).
   const unpackOther: Record<string, number | null> = {};
   if (!args.quick) {
     for (const kind of kinds.filter((k) => k !== bootKind)) {
-      const r = await boot(`ours-${kind}`, files.ours![kind]!, disk);
+      const r = await boot(`flat-${kind}`, files.flat![kind]!, disk);
       unpackOther[kind] = r.times?.unpackS ?? null;
-      say(`boot ours (${kind}): unpack ${r.times?.unpackS?.toFixed(3) ?? "?"} s`);
+      say(`boot flat (${kind}): unpack ${r.times?.unpackS?.toFixed(3) ?? "?"} s`);
     }
   }
 
   // --- memory: the smallest -m that boots.
-  let memOurs: { minMiB: number; tries: Array<[number, boolean]> } | null = null;
-  let memRef: { minMiB: number; tries: Array<[number, boolean]> } | null = null;
-  if (!args.quick) {
+  const mem: Partial<Record<Who, { minMiB: number; tries: Array<[number, boolean]> }>> = {};
+  if (!args.quick && args.bisect) {
     say("bisecting the smallest RAM that boots");
-    memOurs = await bisectMemory("ours", files.ours![bootKind]!, disk, 128, 512);
-    memRef = await bisectMemory("ref", files.ref![bootKind]!, disk, 32, 256);
+    mem.payload = await bisectMemory("payload", files.payload![bootKind]!, disk, 64, 512);
+    mem.flat = await bisectMemory("flat", files.flat![bootKind]!, disk, 128, 512);
+    mem.ref = await bisectMemory("ref", files.ref![bootKind]!, disk, 32, 256);
   }
   const loadAfter = fs.readFileSync("/proc/loadavg", "utf8").trim();
 
   // --- figures
-  const o = good("ours"), f = good("ref");
-  const st1 = { ours: o.map(stage1S), ref: f.map(stage1S) };
-  const k2s = { ours: o.map((b) => b.switchRootS), ref: f.map((b) => b.switchRootS) };
-  const unp = { ours: o.map((b) => b.unpackS ?? NaN), ref: f.map((b) => b.unpackS ?? NaN) };
-  // Boots run in pairs (ours, then the reference right after), so each
-  // pair saw about the same host load; the median of the pairs' ratios is
-  // what the budget uses. The ratio of the medians is shown too: with other
-  // VMs starting and stopping on the machine it mixes loaded and quiet boots.
-  const pairRatios: number[] = [];
-  for (let i = 0; i < boots; i++) {
-    const a = runs.ours[i]?.times, b = runs.ref[i]?.times;
-    if (a && b) pairRatios.push(stage1S(a) / stage1S(b));
-  }
-  const ratio = median(pairRatios);
-  const ratioOfMedians = median(st1.ours) / median(st1.ref);
-  const stepNames = [...new Set([...o, ...f].flatMap((b) => phases(b).map((p) => p.name)))];
+  const t = Object.fromEntries(WHO.map((w) => [w, good(w)])) as Record<Who, BootTimes[]>;
+  const col = (f: (b: BootTimes) => number) => Object.fromEntries(WHO.map((w) => [w, t[w].map(f)])) as Record<Who, number[]>;
+  const st1 = col(stage1S);
+  const k2s = col((b) => b.switchRootS);
+  const unp = col((b) => b.unpackS ?? NaN);
+  const own = col((b) => b.switchRootS - b.firstLineS);
+  const startup = col((b) => b.firstLineS - b.runInitS);
+  // Boots run in triples (flat, payload, reference back to back), so each
+  // triple saw about the same host load; the median of the per-triple ratios
+  // is what the budgets use. The ratio of the medians is shown too: with
+  // other VMs starting and stopping it mixes loaded and quiet boots.
+  const pairRatios = (who: Who, f: (b: BootTimes) => number) => {
+    const out: number[] = [];
+    for (let i = 0; i < boots; i++) {
+      const a = runs[who][i]?.times, b = runs.ref[i]?.times;
+      if (a && b) out.push(f(a) / f(b));
+    }
+    return out;
+  };
+  const ratioLine = (who: Who, f: (b: BootTimes) => number) => {
+    const xs = pairRatios(who, f);
+    return { median: median(xs), text: `**${median(xs).toFixed(2)}** (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})` };
+  };
+  const stepNames = [...new Set(WHO.flatMap((w) => t[w].flatMap((b) => phases(b).map((p) => p.name))))];
   const stepMed = (bs: BootTimes[], name: string) => {
     const xs = bs.map((b) => phases(b).find((p) => p.name === name)).filter(Boolean).map((p) => (p!.endS - p!.startS) * 1000);
     return xs.length ? median(xs).toFixed(0) : "–";
   };
   const rss = (bs: BootTimes[]) => median(bs.map((b) => b.peakRssKiB ?? NaN));
-  const bootSize = sizes.ours![bootKind]!.bytes;
   const helloSize = sizes.hello![bootKind]!.bytes;
+  const fileSize = (who: "flat" | "payload") => sizes[who]![bootKind]!.bytes;
 
   // The timeline of the median boot of each, for BENCHMARKS.md.
-  const medianBoot = (bs: BootTimes[]) => [...bs].sort((a, b) => stage1S(a) - stage1S(b))[Math.floor((bs.length - 1) / 2)]!;
+  const medianBoot = (bs: BootTimes[]) => [...bs].sort((a, b) => a.switchRootS - b.switchRootS)[Math.floor((bs.length - 1) / 2)]!;
   // One file per run (date and time), so older entries in BENCHMARKS.md keep their picture.
   const svgName = `bench/timeline-${started.toISOString().slice(0, 16).replace(/:/g, "")}.svg`;
-  fs.writeFileSync(path.join(REPO, svgName), renderTimeline([
-    { label: "bunboot", boot: medianBoot(o) },
-    { label: "busybox reference", boot: medianBoot(f) },
-  ]));
+  fs.writeFileSync(path.join(REPO, svgName), renderTimeline(WHO.map((w) => ({ label: LABEL[w], boot: medianBoot(t[w]) }))));
 
   const L: string[] = [];
   const machine = `${os.cpus()[0]?.model ?? "?"} ×${os.cpus().length}, ${MiB(os.totalmem())} MiB, ${os.release()}; guest: QEMU TCG -cpu max -smp 2, ${path.basename(kernelImage())}`;
+  const row = (name: string, f: (w: Who) => string) => L.push(`| ${name} | ${WHO.map(f).join(" | ")} |`);
+  const medSpread = (xs: Record<Who, number[]>) => (w: Who) => `${s3(median(xs[w]))} (${spread(xs[w])})`;
   L.push(`## ${started.toISOString().replace(/\.\d+Z$/, "Z")}`);
   L.push("");
   L.push(`- command: \`npm run bench${process.argv.length > 2 ? " -- " + process.argv.slice(2).join(" ") : ""}\` (took ${((performance.now() - tStart) / 60000).toFixed(1)} min)`);
   L.push(`- machine: ${machine}`);
   L.push(`- load (/proc/loadavg) before: \`${loadBefore}\`, after: \`${loadAfter}\``);
-  L.push(`- ${boots} boots each of the verity scenario, interleaved ours/reference, initrds ${bootKind} -${LEVEL[bootKind]}, 1024 MiB; logs in .cache/vm-logs/bench-*.log`);
+  L.push(`- ${boots} boots each of the verity scenario, interleaved flat/payload/reference, initrds ${bootKind} -${LEVEL[bootKind]} (payload: outer archive), module profile ${DEFAULT_PROFILE}, 1024 MiB; default layout: **${DEFAULT_LAYOUT}**; logs in .cache/vm-logs/bench-*.log`);
   L.push("");
   L.push("### Time (kernel log timestamps, s: median, min–max)");
   L.push("");
-  L.push("| | bunboot | busybox reference | ratio |");
-  L.push("|---|---|---|---|");
-  L.push(`| stage 1: \`Run /init\` → last line before switch root | ${s3(median(st1.ours))} (${spread(st1.ours)}) | ${s3(median(st1.ref))} (${spread(st1.ref)}) | ${ratioOfMedians.toFixed(2)} |`);
-  L.push(`| stage 1, ratio per interleaved pair (median, min–max) | ${st1.ours.map(s3).join(", ")} | ${st1.ref.map(s3).join(", ")} | **${ratio.toFixed(2)}** (${Math.min(...pairRatios).toFixed(2)}–${Math.max(...pairRatios).toFixed(2)}) |`);
-  L.push(`| stage 1 without \`startup\` (the inits' own steps) | ${s3(median(o.map((b) => b.switchRootS - b.firstLineS)))} | ${s3(median(f.map((b) => b.switchRootS - b.firstLineS)))} | ${(median(o.map((b) => b.switchRootS - b.firstLineS)) / median(f.map((b) => b.switchRootS - b.firstLineS))).toFixed(2)} |`);
-  L.push(`| kernel start → switch root (stage 2 starts) | ${s3(median(k2s.ours))} (${spread(k2s.ours)}) | ${s3(median(k2s.ref))} (${spread(k2s.ref)}) | ${(median(k2s.ours) / median(k2s.ref)).toFixed(2)} |`);
-  L.push(`| kernel unpacking the initrd | ${s3(median(unp.ours))} (${spread(unp.ours)}) | ${s3(median(unp.ref))} (${spread(unp.ref)}) | ${(median(unp.ours) / median(unp.ref)).toFixed(2)} |`);
+  L.push(`| | ${WHO.map((w) => LABEL[w]).join(" | ")} |`);
+  L.push(`|---|${WHO.map(() => "---").join("|")}|`);
+  row("kernel start → switch root (stage 2 starts)", medSpread(k2s));
+  row("of which the kernel unpacking the initrd", medSpread(unp));
+  row("stage 1: `Run /init` → last line before switch root", medSpread(st1));
+  row("`startup`: `Run /init` → the init's first own line", medSpread(startup));
+  row("stage 1 without `startup` (the inits' own steps)", (w) => s3(median(own[w])));
   L.push("");
-  L.push("Per step (ms, median; `startup` is `Run /init` → the init's first own line: shim + Bun start for ours, the shell for the reference; the reference's `switch-root` ends before busybox `switch_root` empties its smaller initramfs, ours after emptying 170+ MiB):");
+  L.push("Ratios to the reference, median of the per-triple ratios (min–max):");
+  L.push("");
+  L.push("| | flat | payload |");
+  L.push("|---|---|---|");
+  L.push(`| kernel start → stage 2 | ${ratioLine("flat", (b) => b.switchRootS).text} | ${ratioLine("payload", (b) => b.switchRootS).text} |`);
+  L.push(`| stage 1 | ${ratioLine("flat", stage1S).text} | ${ratioLine("payload", stage1S).text} |`);
+  L.push(`| kernel unpacking the initrd | ${ratioLine("flat", (b) => b.unpackS ?? NaN).text} | ${ratioLine("payload", (b) => b.unpackS ?? NaN).text} |`);
+  L.push("");
+  L.push("Per step (ms, median; `startup` is `Run /init` → the init's first own line: shim (+ mounting the payload) + Bun start for ours, the shell for the reference; the reference's `switch-root` ends before busybox `switch_root` empties its smaller initramfs):");
   L.push("");
   L.push(`| step | ${stepNames.join(" | ")} |`);
   L.push(`|---|${stepNames.map(() => "---").join("|")}|`);
-  L.push(`| bunboot | ${stepNames.map((n) => stepMed(o, n)).join(" | ")} |`);
-  L.push(`| reference | ${stepNames.map((n) => stepMed(f, n)).join(" | ")} |`);
+  for (const w of WHO) L.push(`| ${LABEL[w]} | ${stepNames.map((n) => stepMed(t[w], n)).join(" | ")} |`);
   L.push("");
   L.push(`Timeline of the median boots: [${path.basename(svgName)}](${svgName})`);
   L.push("");
@@ -332,15 +366,23 @@ async function main(): Promise<number> {
   L.push("");
   L.push(`| | ${kinds.map((k) => `${k} -${LEVEL[k]}`).join(" | ")} | uncompressed |`);
   L.push(`|---|${kinds.map(() => "---").join("|")}|---|`);
-  L.push(`| bunboot initrd | ${kinds.map((k) => `${MiB(sizes.ours![k]!.bytes)} MiB`).join(" | ")} | ${MiB(ours.uncompressed)} MiB |`);
+  L.push(`| bunboot initrd, flat | ${kinds.map((k) => `${MiB(sizes.flat![k]!.bytes)} MiB`).join(" | ")} | ${MiB(ours.uncompressed)} MiB |`);
+  L.push(`| bunboot initrd, payload (outer archive compressed, ${MiB(payloadImage)} MiB squashfs stored) | ${kinds.map((k) => (sizes.payload![k] ? `${MiB(sizes.payload![k]!.bytes)} MiB` : "–")).join(" | ")} | ${MiB(payload.uncompressed)} MiB |`);
   L.push(`| busybox reference initrd | ${kinds.map((k) => `${MiB(sizes.ref![k]!.bytes)} MiB`).join(" | ")} | ${MiB(ref.uncompressed)} MiB |`);
   L.push(`| bare Bun hello-world executable | ${kinds.map((k) => `${MiB(sizes.hello![k]!.bytes)} MiB`).join(" | ")} | ${MiB(fs.statSync(path.join(OUT, "hello")).size)} MiB |`);
-  L.push(`| **bunboot / hello-world** | ${kinds.map((k) => `**${(sizes.ours![k]!.bytes / sizes.hello![k]!.bytes).toFixed(2)}**`).join(" | ")} | ${(ours.uncompressed / fs.statSync(path.join(OUT, "hello")).size).toFixed(2)} |`);
-  L.push(`| compression time of bunboot's initrd (host) | ${kinds.map((k) => `${sizes.ours![k]!.seconds.toFixed(0)} s`).join(" | ")} | |`);
+  L.push(`| **bunboot flat / hello-world** | ${kinds.map((k) => `**${(sizes.flat![k]!.bytes / sizes.hello![k]!.bytes).toFixed(2)}**`).join(" | ")} | ${(ours.uncompressed / fs.statSync(path.join(OUT, "hello")).size).toFixed(2)} |`);
+  L.push(`| **bunboot payload / hello-world** | ${kinds.map((k) => (sizes.payload![k] ? `**${(sizes.payload![k]!.bytes / sizes.hello![k]!.bytes).toFixed(2)}**` : "–")).join(" | ")} | |`);
+  L.push(`| build/compression time (host) | ${kinds.map((k) => `flat ${sizes.flat![k]!.seconds.toFixed(0)} s${sizes.payload![k] ? `, payload ${sizes.payload![k]!.seconds.toFixed(0)} s` : ""}`).join(" | ")} | |`);
   if (!args.quick) {
-    L.push(`| kernel unpack time, bunboot (guest) | ${kinds.map((k) => (k === bootKind ? `${s3(median(unp.ours))} s` : `${unpackOther[k]?.toFixed(3) ?? "?"} s (1 boot)`)).join(" | ")} | |`);
+    L.push(`| kernel unpack time, flat (guest) | ${kinds.map((k) => (k === bootKind ? `${s3(median(unp.flat))} s` : `${unpackOther[k]?.toFixed(3) ?? "?"} s (1 boot)`)).join(" | ")} | |`);
   }
   L.push("");
+  for (const who of ["flat", "payload"] as const) {
+    const mib = fileSize(who) / 1048576;
+    const need = 2 * (KERNEL_MIB + mib) + SPARE_MIB;
+    L.push(`Slot arithmetic, ${who}: 2 × (${KERNEL_MIB} MiB kernel + ${mib.toFixed(1)} MiB initrd) + ${SPARE_MIB} MiB spare = ${need.toFixed(1)} MiB of a ${ESP_MIB} MiB ESP: ${need <= ESP_MIB ? "fits" : `does NOT fit (${(need - ESP_MIB).toFixed(1)} MiB over)`}.`);
+    L.push("");
+  }
   L.push("bunboot's initrd per component (uncompressed; and each component alone at zstd -3, for proportions):");
   L.push("");
   L.push("| component | uncompressed | alone, zstd -3 |");
@@ -351,24 +393,38 @@ async function main(): Promise<number> {
   L.push("");
   L.push("### Memory");
   L.push("");
-  L.push("| | bunboot | busybox reference |");
-  L.push("|---|---|---|");
-  L.push(`| peak RSS of PID 1 (VmHWM before the switch root) | ${MiB(rss(o) * 1024)} MiB | ${MiB(rss(f) * 1024)} MiB |`);
-  if (memOurs && memRef) {
-    L.push(`| smallest \`-m\` that boots (16 MiB steps) | ${memOurs.minMiB} MiB | ${memRef.minMiB} MiB |`);
-    L.push(`| bisection (MiB: boots?) | ${memOurs.tries.map(([m, ok]) => `${m}:${ok ? "y" : "n"}`).join(" ")} | ${memRef.tries.map(([m, ok]) => `${m}:${ok ? "y" : "n"}`).join(" ")} |`);
+  L.push(`| | ${WHO.map((w) => LABEL[w]).join(" | ")} |`);
+  L.push(`|---|${WHO.map(() => "---").join("|")}|`);
+  row("peak RSS of PID 1 (VmHWM before the switch root)", (w) => `${MiB(rss(t[w]) * 1024)} MiB`);
+  row("MemAvailable in stage 2 (1024 MiB guest, median)", (w) => (memAvail[w].length ? `${MiB(median(memAvail[w]) * 1024)} MiB` : "–"));
+  if (mem.flat && mem.payload && mem.ref) {
+    row("smallest `-m` that boots (16 MiB steps)", (w) => `${mem[w]!.minMiB} MiB`);
+    row("bisection (MiB: boots?)", (w) => mem[w]!.tries.map(([m, ok]) => `${m}:${ok ? "y" : "n"}`).join(" "));
   }
   L.push("");
 
+  const d = DEFAULT_LAYOUT;
   const results: Results = {
-    stage1Ratio: ratio,
-    sizeRatio: bootSize / helloSize,
+    defaultLayout: d,
     bootCompression: bootKind,
-    boots512: memOurs ? memOurs.tries.some(([m, ok]) => m <= 512 && ok) : null,
-    minMemoryMiB: memOurs?.minMiB ?? null,
+    boots,
+    kernelToStage2Ratio: ratioLine(d, (b) => b.switchRootS).median,
+    stage1Ratio: ratioLine(d, stage1S).median,
+    memoryRatio: mem[d] && mem.ref ? mem[d]!.minMiB / mem.ref.minMiB : null,
+    minMemoryMiB: mem[d]?.minMiB ?? null,
+    refMinMemoryMiB: mem.ref?.minMiB ?? null,
+    initrdMiB: fileSize(d) / 1048576,
+    helloRatio: fileSize(d) / helloSize,
+    layouts: Object.fromEntries((["flat", "payload"] as const).map((w) => [w, {
+      kernelToStage2Ratio: ratioLine(w, (b) => b.switchRootS).median,
+      stage1Ratio: ratioLine(w, stage1S).median,
+      memoryRatio: mem[w] && mem.ref ? mem[w]!.minMiB / mem.ref.minMiB : null,
+      initrdMiB: fileSize(w) / 1048576,
+      helloRatio: fileSize(w) / helloSize,
+    }])),
   };
   const budget = checkBudgets(results);
-  L.push("### Budgets");
+  L.push(`### Budgets (the default layout, ${d}; the other layout's figures for comparison)`);
   L.push("");
   for (const b of budget.lines) L.push(`- ${b}`);
   L.push("");

@@ -6,8 +6,12 @@ import { BuildError } from "./tree.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 
-/** Compiles the init; returns the path of the executable. */
-export async function compileInit(outfile: string, target = "bun-linux-x64"): Promise<string> {
+/**
+ * Compiles the init; returns the path of the executable. `bytecode` also
+ * stores the bundle precompiled (bench/compile-flags.ts measures what that
+ * costs in bytes and saves at startup).
+ */
+export async function compileInit(outfile: string, target = "bun-linux-x64", opts: { bytecode?: boolean } = {}): Promise<string> {
   fs.mkdirSync(path.dirname(outfile), { recursive: true });
   const argv = [
     process.execPath,
@@ -22,7 +26,7 @@ export async function compileInit(outfile: string, target = "bun-linux-x64"): Pr
     "--external=cpu-features",
     "--external=*.node",
     "--minify",
-    "--bytecode",
+    ...((opts.bytecode ?? true) ? ["--bytecode"] : []),
     `--outfile=${outfile}`,
     path.join(REPO, "init/main.ts"),
   ];

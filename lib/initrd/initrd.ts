@@ -8,7 +8,7 @@ import path from "node:path";
 import { createHash } from "node:crypto";
 import { encodeNewc, type CpioEntry } from "./cpio.ts";
 import { elfSection } from "./elf-section.ts";
-import { modinfoValues, parseBuiltin, parseModulesDep, selectModules } from "./modules.ts";
+import { DIRECTORY_OMISSIONS, modinfoValues, parseBuiltin, parseModulesDep, selectModules } from "./modules.ts";
 import { BuildError, InitrdTree } from "./tree.ts";
 import { ARGON2ID_HASH, FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
 import { UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
@@ -18,6 +18,14 @@ import { parseStreamHashList } from "../streamhash.ts";
 import { messageOf } from "../errors.ts";
 
 export type Compression = "zstd" | "xz" | "gzip" | "none";
+
+export type Layout = "flat" | "payload";
+export const LAYOUTS: readonly Layout[] = ["flat", "payload"];
+/**
+ * The layout the builder writes unless told otherwise: the one that met more
+ * of the budgets in the benchmark (bench/run.ts boots both; BENCHMARKS.md).
+ */
+export const DEFAULT_LAYOUT: Layout = "flat";
 
 export interface BuildOptions {
   /** The compiled init; not used (and not needed) with referenceInit. */
@@ -35,6 +43,8 @@ export interface BuildOptions {
   modulesRoot: string;
   firmwareRoot: string;
   modules: readonly string[];
+  /** Modules left out when a directory entry of `modules` would select them (default DIRECTORY_OMISSIONS). */
+  omitModules?: readonly string[];
   sysroot: string;
   busybox: string;
   verityHashOffset: number;
@@ -50,7 +60,7 @@ export interface BuildOptions {
    * tools, libraries, modules and firmware in a squashfs image (lib/initrd/payload.ts)
    * that the kernel only copies and the shim mounts; pages are decompressed on demand.
    */
-  layout?: "flat" | "payload";
+  layout?: Layout;
   /** squashfs block size of the payload image (bytes, power of two, 4 KiB .. 1 MiB). */
   payloadBlockSize?: number;
   log?: (line: string) => void;
@@ -204,7 +214,7 @@ function addModules(tree: InitrdTree, opts: BuildOptions, kver: string, log: (l:
   const read = (f: string) => (fs.existsSync(path.join(src, f)) ? fs.readFileSync(path.join(src, f), "utf8") : "");
   const index = parseModulesDep(read("modules.dep"), read("modules.softdep"), read("modules.alias"));
   const builtin = parseBuiltin(read("modules.builtin"));
-  const selected = selectModules(index, opts.modules, builtin);
+  const selected = selectModules(index, opts.modules, builtin, opts.omitModules ?? DIRECTORY_OMISSIONS);
 
   // depmod needs the modules on disk, so stage them in a scratch tree.
   const stage = fs.mkdtempSync(path.join(os.tmpdir(), "bunboot-modules-"));
@@ -389,7 +399,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   tree.file(CONFIG_PATH, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), 0o644, "skeleton");
 
   fs.mkdirSync(path.dirname(opts.out), { recursive: true });
-  if ((opts.layout ?? "flat") === "payload" && !opts.referenceInit) {
+  if ((opts.layout ?? DEFAULT_LAYOUT) === "payload" && !opts.referenceInit) {
     const modulesDep = tree.entries.get(`/lib/modules/${kver}/modules.dep`);
     const order = bootModuleOrder(modulesDep?.kind === "file" ? new TextDecoder().decode(modulesDep.data) : "", ["loop", "squashfs"]);
     const split = splitPayload([...tree.entries.values()], order.map((rel) => `/lib/modules/${kver}/${rel}`));

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { moduleName, modinfoValues, parseBuiltin, parseModulesDep, selectModules, ModuleSelectionError } from "./modules.ts";
+import { DEFAULT_MODULES, DEFAULT_PROFILE, DIRECTORY_OMISSIONS, moduleName, modinfoValues, NIC_MODULES, parseBuiltin, parseModulesDep, PROFILES, selectModules, ModuleSelectionError } from "./modules.ts";
 
 const DEP = `kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
 kernel/lib/crc16.ko:
@@ -39,6 +39,17 @@ describe("module selection", () => {
 
   test("directories select every module below them; optional soft deps that do not exist are skipped", () => {
     expect(selectModules(index, ["drivers/scsi/", "dm-verity"], new Set())).toEqual(["dm_bufio", "dm_mod", "dm_verity", "scsi_common", "sd_mod", "virtio_scsi"]);
+  });
+
+  test("omissions apply to directory entries only; a named module or a dependency still ships", () => {
+    expect(selectModules(index, ["drivers/scsi/"], new Set(), ["virtio-scsi", "scsi_common"])).toEqual(["scsi_common", "sd_mod"]);
+    expect(selectModules(index, ["drivers/scsi/", "virtio_scsi"], new Set(), ["virtio_scsi"])).toEqual(["scsi_common", "sd_mod", "virtio_scsi"]);
+  });
+
+  test("profiles: disk is netboot without the NIC drivers; every omission is a plain module name", () => {
+    expect(PROFILES.netboot.filter((m) => !PROFILES.disk.includes(m))).toEqual([...NIC_MODULES]);
+    expect(DEFAULT_MODULES).toEqual(PROFILES[DEFAULT_PROFILE]);
+    for (const m of DIRECTORY_OMISSIONS) expect(m).toMatch(/^[a-z0-9_]+$/);
   });
 
   test("an alias can be requested by name", () => {

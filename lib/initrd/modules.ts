@@ -8,7 +8,7 @@
  * keyboards, virtio console). Entries ending in "/" are directories under
  * kernel/, the others module names.
  */
-export const DEFAULT_MODULES: readonly string[] = [
+export const DISK_MODULES: readonly string[] = [
   "drivers/ata/",
   "drivers/nvme/host/",
   "drivers/scsi/",
@@ -28,15 +28,6 @@ export const DEFAULT_MODULES: readonly string[] = [
   "sd_mod",
   "sr_mod",
   "virtio_console",
-  // NICs for diskless boots (rd.usr.url=): clouds' and common servers'.
-  "virtio_net",
-  "e1000",
-  "e1000e",
-  "igb",
-  "ixgbe",
-  "vmxnet3",
-  "hv_netvsc",
-  "ena",
   "hid_generic",
   "usbhid",
   "btrfs",
@@ -49,6 +40,46 @@ export const DEFAULT_MODULES: readonly string[] = [
   "vfat",
   "nls_cp437",
   "nls_ascii",
+];
+
+/** NICs for diskless boots (rd.usr.url=): clouds' and common servers'. */
+export const NIC_MODULES: readonly string[] = ["virtio_net", "e1000", "e1000e", "igb", "ixgbe", "vmxnet3", "hv_netvsc", "ena"];
+
+/**
+ * Module sets by what the machine boots from. netboot (disks and the NICs
+ * of a diskless boot) is the default: it boots every scenario of the test
+ * suite. disk leaves the NIC drivers out, for images that never fetch /usr.
+ */
+export const PROFILES = {
+  netboot: [...DISK_MODULES, ...NIC_MODULES],
+  disk: DISK_MODULES,
+} as const satisfies Record<string, readonly string[]>;
+export type Profile = keyof typeof PROFILES;
+export const DEFAULT_PROFILE: Profile = "netboot";
+/** The default profile's list. */
+export const DEFAULT_MODULES: readonly string[] = PROFILES[DEFAULT_PROFILE];
+
+/**
+ * Modules a directory entry above would select but that cannot help stage 1
+ * find /usr: each works only with a userspace program this initrd does not
+ * carry, or serves storage instead of reaching it. Leaving them out drops
+ * their network-adapter and RDMA dependencies too (cxgb4, qed, cnic, ib_core,
+ * target_core_mod: several MiB). Named explicitly (--add-modules), a module
+ * still ships; a kept module that depends on one of these still pulls it in.
+ */
+export const DIRECTORY_OMISSIONS: readonly string[] = [
+  // iSCSI initiators, software and offloaded: sessions are logged in by iscsid or iscsistart.
+  "iscsi_tcp", "libiscsi_tcp", "bnx2i", "be2iscsi", "cxgb3i", "cxgb4i", "libcxgbi", "qedi",
+  // FCoE whose interfaces fcoemon/fipvlan set up (fnic, qedf and csiostor do FIP themselves and stay).
+  "fcoe", "bnx2fc",
+  // NVMe over TCP and RDMA: controllers appear only after `nvme connect`.
+  "nvme_tcp", "nvme_rdma",
+  // SCSI target mode (qla2xxx exporting LUNs), not an initiator.
+  "tcm_qla2xxx",
+  // The kernel's SCSI test driver, and tape drives and media changers (no /usr lives there).
+  "scsi_debug", "st", "ch",
+  // SCSI cards on PCMCIA.
+  "aha152x_cs", "sym53c500_cs", "qlogic_cs",
 ];
 
 export interface ModuleIndex {
@@ -107,12 +138,14 @@ export class ModuleSelectionError extends Error {}
 
 /**
  * Expands the requested entries (directories, names, or paths of .ko files
- * inside the tree) to module names, then adds every hard and soft
+ * inside the tree) to module names, except the names in
+ * `omitFromDirectories` under a directory entry, then adds every hard and soft
  * dependency. Names that are built into the kernel are fine and dropped.
  * Soft dependencies that do not exist are skipped (they are optional by
  * nature); a requested module that exists nowhere is an error.
  */
-export function selectModules(index: ModuleIndex, requested: readonly string[], builtin: ReadonlySet<string>): string[] {
+export function selectModules(index: ModuleIndex, requested: readonly string[], builtin: ReadonlySet<string>, omitFromDirectories: readonly string[] = []): string[] {
+  const omit = new Set(omitFromDirectories.map((n) => n.replace(/-/g, "_")));
   const wanted = new Set<string>();
   const missing: string[] = [];
   for (const entry of requested) {
@@ -120,7 +153,7 @@ export function selectModules(index: ModuleIndex, requested: readonly string[], 
       const prefix = "kernel/" + entry;
       let any = false;
       for (const [name, path] of index.paths) {
-        if (path.startsWith(prefix)) {
+        if (path.startsWith(prefix) && !omit.has(name)) {
           wanted.add(name);
           any = true;
         }
