@@ -18,6 +18,7 @@ import { openUsrVerity } from "../lib/usr-verity.ts";
 import { bringUpNetwork } from "../lib/net/up.ts";
 import { fetchUsr } from "../lib/remote-usr.ts";
 import { USR_HASHES } from "../lib/paths.ts";
+import { PAYLOAD_IMAGE } from "../lib/initrd/payload.ts";
 import { redactText, redactUrl } from "../lib/redact.ts";
 import { dualTimestampUsec, reboot, RB } from "../lib/sys/index.ts";
 import { writeBlacklist } from "../lib/kmod.ts";
@@ -130,7 +131,8 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
     openSinks();
     if (attempt === 1) persistTo("/run/bunboot/log");
   });
-  if (attempt === 1) log.info(`bunboot starting (PID ${process.pid})`);
+  // Which layout this initrd has (lib/initrd/payload.ts), for whoever reads the log.
+  if (attempt === 1) log.info(`bunboot starting (PID ${process.pid}, ${fs.existsSync(PAYLOAD_IMAGE) ? `running from the payload image ${PAYLOAD_IMAGE}` : "flat initramfs"})`);
   else log.info(`boot attempt ${attempt}`);
   // A retry starts from a clean state: the mounts of the failed attempt go.
   if (attempt > 1) unmountBelow([NEW_ROOT, "/underlay", "/work", "/sysusr"]);
