@@ -173,9 +173,30 @@ if [ "$($B uname -m)" = x86_64 ]; then
   done
 fi
 [ -z "$missing" ] || give_up "this CPU lacks$missing, which the Bun runtime needs (x86-64-v2: Nehalem or newer; no Bun build runs on this CPU)"
-${mountPayload}exec ${INIT_PATH} "$@"
+${mountPayload}${EARLY_COLDPLUG}exec ${INIT_PATH} "$@"
 `;
 }
+
+// Loading the drivers of the devices the kernel already found starts here,
+// beside the Bun runtime's start (seconds under emulation, mostly page faults
+// into the payload image), so that disks are probed while Bun starts; the
+// init's own coldplug then finds most modules loaded, and any it did not
+// cover it loads as before. kmod honours modprobe.blacklist= and the kernel
+// module_blacklist= by themselves; rd.driver.blacklist= only takes effect
+// once the init has written it to modprobe.d, so with one given nothing is
+// loaded early, nor when the user asked to stop before device handling
+// (rd.earlyshell, rd.break=pre-udev). The job is a child of PID 1 after the
+// exec and is reaped like any orphan. Measured in the verity scenario (3
+// alternating boots, payload layout): wait-usr 1652 -> 421 ms, stage 1
+// 6.27 -> 4.93 s.
+const EARLY_COLDPLUG = `case " $($B cat /proc/cmdline) " in
+*" rd.driver.blacklist="* | *" rd.earlyshell"* | *" rd.break="*pre-udev*) ;;
+*)
+  $B mount -t sysfs -o nosuid,nodev,noexec sysfs /sys 2>/dev/null
+  { $B find /sys/devices -name modalias -exec $B cat {} + 2>/dev/null | $B sort -u | $B tr '\\n' '\\0' | $B xargs -0 -r /sbin/modprobe -b -a -q 2>/dev/null; } &
+  ;;
+esac
+`;
 
 /** The shim of the flat layout. */
 export const SHIM = shimScript();
