@@ -167,10 +167,10 @@ function createMapping(fd: number, target: DmTarget, uuid: string): void {
     // A half-made mapping would be found by the retry; take it away now.
     try {
       dmRemove(fd, MAPPER_NAME);
-      removeNode();
     } catch (inner) {
       log.warn(`could not remove the half-made ${MAPPER_USR} mapping: ${messageOf(inner)}`);
     }
+    removeNode();
     throw e;
   }
 }
@@ -191,6 +191,7 @@ async function removeMapping(fd: number): Promise<void> {
           { param: "verity.usr" },
         );
       }
+      if (attempt === 1) log.debug(`${MAPPER_USR} is still in use; retrying the removal for up to ${(REMOVE_TRIES * REMOVE_RETRY_MS) / 1000} s`);
       await Bun.sleep(REMOVE_RETRY_MS);
     }
   }
@@ -225,6 +226,14 @@ function ensureNode(dev: bigint): void {
   });
 }
 
+/** Removes the node of a mapping that is gone; anything else at that path is left for ensureNode to report. */
 function removeNode(): void {
-  fs.rmSync(MAPPER_USR, { force: true });
+  const st = fs.lstatSync(MAPPER_USR, { throwIfNoEntry: false });
+  if (st?.isBlockDevice()) {
+    try {
+      fs.unlinkSync(MAPPER_USR);
+    } catch (e) {
+      log.warn(`could not remove ${MAPPER_USR}: ${messageOf(e)}`);
+    }
+  }
 }
