@@ -2,17 +2,29 @@
 // hash tree before the mapping exists: with panic-on-corruption, the first
 // read through a mapping with a wrong root hash would panic the kernel, and
 // the user would see a panic instead of "wrong verity.usrhash".
+//
+// The mapping is made with device-mapper ioctls on /dev/mapper/control
+// (lib/sys/dm.ts), with the table veritysetup would load, built from the
+// superblock just read. veritysetup and dmsetup did the same at the cost of
+// ~2.6 MiB of libraries in the initrd and a process per call, each loading a
+// dozen libraries, which under slow emulation is most of this step.
 import fs from "node:fs";
 import { log } from "./log.ts";
-import { runChecked, run } from "./spawn.ts";
 import { readAt } from "./devices/blockdevs.ts";
-import { hashTreeLevels, hashTreeTopOffset, parseVeritySuperblock, rootHashFromTop } from "./devices/verity.ts";
+import { hashTreeLevels, hashTreeTopOffset, parseVeritySuperblock, rootHashFromTop, type VeritySuperblock } from "./devices/verity.ts";
 import { MAPPER_USR } from "./plan.ts";
 import { BootError, messageOf } from "./errors.ts";
+import { escapeControls } from "./text.ts";
+import { close, DM_CONTROL, dmCreate, dmLoadTable, dmRemove, dmResume, dmTargets, errnoNameOf, mknod } from "./sys/index.ts";
+import { decodeDev, DM_FLAG, formatDev, formatTarget, verityTarget, type DmTarget } from "./sys/dm.ts";
 
-export const VERITYSETUP = "/sbin/veritysetup";
-export const DMSETUP = "/sbin/dmsetup";
 const MAPPER_NAME = "usr";
+/** What the mapping is opened with; a mapping with other options is never reused. */
+const VERITY_OPTIONS = ["panic_on_corruption"];
+// Like dmsetup remove --retry: a mapping still held (a process of the
+// emergency shell finishing) often lets go within moments.
+const REMOVE_TRIES = 10;
+const REMOVE_RETRY_MS = 200;
 
 export async function openUsrVerity(dataDev: string, rootHash: string, hashOffset: number): Promise<string> {
   let sb;
@@ -37,65 +49,191 @@ export async function openUsrVerity(dataDev: string, rootHash: string, hashOffse
   }
   log.debug(`verity superblock: ${sb.algorithm}, ${sb.dataBlocks} data blocks of ${sb.dataBlockSize}, hash block ${sb.hashBlockSize}, root hash matches`);
 
-  // A retry after the emergency shell finds the mapping of the last attempt:
-  // reuse it when it is the same table, otherwise replace it.
-  if (fs.existsSync(`/dev/mapper/${MAPPER_NAME}`)) {
-    const table = await run([DMSETUP, "table", MAPPER_NAME]);
-    if (table.code === 0 && isOurTable(table.stdout, majorMinor(dataDev), rootHash)) {
-      log.info(`reusing the existing ${MAPPER_USR} mapping from the previous attempt`);
-      await checkVerified();
-      ensureNode();
-      return MAPPER_USR;
+  const target = verityTableFor(sb, formatDev(fs.statSync(dataDev).rdev), hashOffset, rootHash);
+  log.debug(`dm-verity table for ${MAPPER_NAME}: ${formatTarget(target)}`);
+
+  const fd = openControl();
+  try {
+    // A retry after the emergency shell finds the mapping of the last attempt:
+    // reuse it when it is the same table, otherwise replace it.
+    const existing = dm("reading the existing usr mapping", () => dmTargets(fd, MAPPER_NAME, "table"));
+    if (existing) {
+      if (isOurTable(existing.targets, target)) {
+        log.info(`reusing the existing ${MAPPER_USR} mapping from the previous attempt`);
+        checkVerified(fd);
+        ensureNode(existing.header.dev);
+        return MAPPER_USR;
+      }
+      log.info(`replacing the existing ${MAPPER_USR} mapping (${escapeControls(existing.targets.map(formatTarget).join("; ")) || "no table"})`);
+      await removeMapping(fd);
     }
-    log.info(`replacing the existing ${MAPPER_USR} mapping (${table.stdout.trim() || "no table"})`);
-    await runChecked([DMSETUP, "remove", "--retry", MAPPER_NAME], "removing the stale /dev/mapper/usr");
+    createMapping(fd, target, dmUuid(sb));
+    return MAPPER_USR;
+  } finally {
+    close(fd);
   }
-
-  await runChecked(
-    [VERITYSETUP, "open", "--panic-on-corruption", `--hash-offset=${hashOffset}`, dataDev, MAPPER_NAME, dataDev, rootHash],
-    "veritysetup open",
-  );
-  await checkVerified();
-  ensureNode();
-  return MAPPER_USR;
-}
-
-function majorMinor(dev: string): string {
-  const rdev = fs.statSync(dev).rdev;
-  // glibc's gnu_dev_major/minor decoding of dev_t.
-  const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
-  const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff & 0xfffff);
-  return `${major}:${minor}`;
 }
 
 /**
- * Whether a dm table is the mapping this boot would create: verity over the
- * same data and hash device with the same root hash, and corruption still
- * fatal. A mapping made by hand in the emergency shell with
- * ignore_corruption would pass unverified data, so it is never reused.
+ * The dm-verity target for the superblock at `hashOffset` of the data device
+ * (data and hash tree on one partition, as Flatcar lays it out): the whole data
+ * area, the tree starting at the hash block after the superblock, corruption
+ * fatal. The same table `veritysetup open --panic-on-corruption` loads.
  */
-export function isOurTable(table: string, dataDev: string, rootHash: string): boolean {
-  const f = table.trim().split(/\s+/);
-  // start len verity version data hash dbs hbs nblocks hashstart alg root salt [nopts opts...]
-  if (f[2] !== "verity" || f[4] !== dataDev || f[5] !== dataDev || f[11] !== rootHash) return false;
-  const opts = f.slice(14);
-  return opts.includes("panic_on_corruption") && !opts.some((o) => o === "ignore_corruption" || o === "restart_on_corruption" || o === "ignore_zero_blocks");
+export function verityTableFor(sb: VeritySuperblock, dev: string, hashOffset: number, rootHash: string): DmTarget {
+  return verityTarget({
+    dataDev: dev,
+    hashDev: dev,
+    hashType: sb.hashType,
+    dataBlockSize: sb.dataBlockSize,
+    hashBlockSize: sb.hashBlockSize,
+    dataBlocks: sb.dataBlocks,
+    hashStartBlock: BigInt(hashTreeTopOffset(sb, hashOffset) / sb.hashBlockSize),
+    algorithm: sb.algorithm,
+    rootHash,
+    salt: sb.salt,
+    options: VERITY_OPTIONS,
+  });
 }
 
-// veritysetup can exit 0 with a table the kernel flags as corrupted: the
-// device-mapper status line must end in V (verified), not C.
-async function checkVerified(): Promise<void> {
-  const st = await runChecked([DMSETUP, "status", MAPPER_NAME], "dmsetup status usr");
-  const fields = st.stdout.trim().split(/\s+/);
-  if (fields[2] !== "verity" || fields[3] !== "V") {
-    throw new BootError(`dm-verity status of ${MAPPER_USR} is "${st.stdout.trim()}", expected "verity V" (verified)`, { param: "verity.usrhash" });
+/**
+ * The DM uuid veritysetup gives the mapping (CRYPT-VERITY-<superblock uuid
+ * without dashes>-<name>): the full system's tools recognise a cryptsetup
+ * mapping by it (veritysetup status), and udev names the
+ * /dev/disk/by-id/dm-uuid-* link after it, so both stay as they were.
+ */
+export function dmUuid(sb: VeritySuperblock): string {
+  return `CRYPT-VERITY-${sb.uuid.replace(/-/g, "")}-${MAPPER_NAME}`;
+}
+
+/**
+ * Whether a live table is the mapping this boot would create: one verity
+ * target with the same devices, geometry, root hash and salt, and exactly the
+ * same options (corruption fatal, nothing else). A mapping made by hand in
+ * the emergency shell with ignore_corruption or check_at_most_once would pass
+ * unverified data, so it is never reused.
+ */
+export function isOurTable(found: readonly DmTarget[], want: DmTarget): boolean {
+  if (found.length !== 1) return false;
+  const t = found[0]!;
+  if (t.start !== want.start || t.length !== want.length || t.type !== want.type) return false;
+  // version data hash dbs hbs nblocks hashstart alg root salt [nopts opts...]
+  const f = t.params.trim().split(/\s+/);
+  const w = want.params.split(" ");
+  if (f.slice(0, 10).join(" ") !== w.slice(0, 10).join(" ")) return false;
+  const opts = f.slice(11);
+  const wantOpts = w.slice(11);
+  if ((f[10] ?? "0") !== String(opts.length)) return false;
+  return opts.length === wantOpts.length && wantOpts.every((o) => opts.includes(o));
+}
+
+function openControl(): number {
+  try {
+    return fs.openSync(DM_CONTROL, "r+");
+  } catch (e) {
+    throw new BootError(
+      errnoNameOf(e) === "ENOENT"
+        ? `${DM_CONTROL} does not exist: device-mapper is not loaded (the dm_mod module; a modprobe warning above says why it failed) or not in this kernel`
+        : `cannot open ${DM_CONTROL}: ${messageOf(e)}`,
+      { param: "verity.usr" },
+    );
   }
-  log.info(`dm-verity ${MAPPER_USR}: ${st.stdout.trim()}`);
 }
 
-function ensureNode(): void {
-  const st = fs.statSync(MAPPER_USR, { throwIfNoEntry: false });
-  if (!st || !st.isBlockDevice()) {
-    throw new BootError(`${MAPPER_USR} is not a block device after veritysetup (libdevmapper did not create the node)`, { param: "verity.usr" });
+/** Runs one device-mapper operation; its failure becomes a BootError naming what was being done. */
+function dm<T>(what: string, fn: () => T, hint = ""): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof BootError) throw e;
+    throw new BootError(`device-mapper: ${what} failed: ${messageOf(e)}${hint}`, { param: "verity.usr" });
+  }
+}
+
+function createMapping(fd: number, target: DmTarget, uuid: string): void {
+  // Read-only from the start: the kernel opens the data device read-only for a
+  // read-only table, and the mapped device is read-only once resumed.
+  const created = dm(`creating ${MAPPER_NAME}`, () => dmCreate(fd, MAPPER_NAME, uuid, DM_FLAG.READONLY));
+  try {
+    dm(
+      `loading the verity table into ${MAPPER_NAME}`,
+      () => dmLoadTable(fd, MAPPER_NAME, [target], DM_FLAG.READONLY),
+      " (the kernel log says why: look for device-mapper lines in dmesg)",
+    );
+    dm(`resuming ${MAPPER_NAME}`, () => dmResume(fd, MAPPER_NAME));
+    checkVerified(fd);
+    ensureNode(created.dev);
+  } catch (e) {
+    // A half-made mapping would be found by the retry; take it away now.
+    try {
+      dmRemove(fd, MAPPER_NAME);
+    } catch (inner) {
+      log.warn(`could not remove the half-made ${MAPPER_USR} mapping: ${messageOf(inner)}`);
+    }
+    removeNode();
+    throw e;
+  }
+}
+
+async function removeMapping(fd: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      dmRemove(fd, MAPPER_NAME);
+      break;
+    } catch (e) {
+      const code = errnoNameOf(e);
+      // Gone in the meantime: nothing left to remove.
+      if (code === "ENXIO") break;
+      if (code !== "EBUSY" || attempt >= REMOVE_TRIES) {
+        throw new BootError(
+          `cannot remove the existing ${MAPPER_USR} mapping: ${messageOf(e)}` +
+            (code === "EBUSY" ? ` (still in use after ${REMOVE_TRIES} tries: mounted, or held open by a process started from the emergency shell?)` : ""),
+          { param: "verity.usr" },
+        );
+      }
+      if (attempt === 1) log.debug(`${MAPPER_USR} is still in use; retrying the removal for up to ${(REMOVE_TRIES * REMOVE_RETRY_MS) / 1000} s`);
+      await Bun.sleep(REMOVE_RETRY_MS);
+    }
+  }
+  removeNode();
+}
+
+// The ioctls succeed for a table the kernel already flags as corrupted: the
+// target's status must be V (verified), not C.
+function checkVerified(fd: number): void {
+  const st = dm(`reading the status of ${MAPPER_NAME}`, () => dmTargets(fd, MAPPER_NAME, "status"));
+  const line = escapeControls((st?.targets ?? []).map(formatTarget).join("; "));
+  const t = st?.targets ?? [];
+  if (t.length !== 1 || t[0]!.type !== "verity" || t[0]!.params.trim().split(/\s+/)[0] !== "V") {
+    throw new BootError(`dm-verity status of ${MAPPER_USR} is "${st ? line : "no such device"}", expected "verity V" (verified)`, { param: "verity.usrhash" });
+  }
+  log.info(`dm-verity ${MAPPER_USR}: ${line}`);
+}
+
+/**
+ * /dev/mapper/usr as a block node of the mapping's device number (libdevmapper
+ * made it before; devtmpfs only makes /dev/dm-N). A node left by an earlier
+ * mapping may carry another number, so only a node of the right one is kept.
+ */
+function ensureNode(dev: bigint): void {
+  const { major, minor } = decodeDev(dev);
+  dm(`creating ${MAPPER_USR} (${major}:${minor})`, () => {
+    fs.mkdirSync("/dev/mapper", { recursive: true });
+    const st = fs.statSync(MAPPER_USR, { throwIfNoEntry: false });
+    if (st?.isBlockDevice() && formatDev(st.rdev) === `${major}:${minor}`) return;
+    if (st) fs.unlinkSync(MAPPER_USR);
+    mknod(MAPPER_USR, "block", 0o600, major, minor);
+  });
+}
+
+/** Removes the node of a mapping that is gone; anything else at that path is left for ensureNode to report. */
+function removeNode(): void {
+  const st = fs.lstatSync(MAPPER_USR, { throwIfNoEntry: false });
+  if (st?.isBlockDevice()) {
+    try {
+      fs.unlinkSync(MAPPER_USR);
+    } catch (e) {
+      log.warn(`could not remove ${MAPPER_USR}: ${messageOf(e)}`);
+    }
   }
 }

@@ -11,8 +11,8 @@ PACKAGES=(
   linux-image-amd64      # the real Debian kernel and its modules
   busybox-static         # shim, emergency shell, stage-2 test init
   kmod                   # modprobe in the initrd, depmod at build time
-  cryptsetup-bin         # veritysetup (initrd) and test image formatting
-  dmsetup                # dm status check (initrd)
+  cryptsetup-bin         # veritysetup: test image formatting, the benchmark's reference initrd
+  dmsetup                # stage-2 test initrd's dm status check, the benchmark's reference initrd
   squashfs-tools         # mksquashfs for test images
   fdisk gdisk            # sfdisk/sgdisk for GPT test disks
   e2fsprogs dosfstools btrfs-progs xfsprogs erofs-utils genisoimage  # filesystems for probe tests and plain /usr

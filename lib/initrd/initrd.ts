@@ -35,8 +35,9 @@ export interface BuildOptions {
   initBinary?: string;
   /**
    * A shell script to run as /init instead of the Bun init (no Bun
-   * executable, no shim); everything else is the same. For the benchmark's
-   * busybox reference, so both initrds differ only in the init.
+   * executable, no shim); everything else is the same, plus veritysetup
+   * and dmsetup, which the script runs. For the benchmark's busybox
+   * reference, so both initrds differ only in the init and what it runs.
    */
   referenceInit?: string;
   out: string;
@@ -202,8 +203,12 @@ esac
 export const SHIM = shimScript();
 
 // Host locations of the tools; the initrd path drops a leading /usr.
-const TOOLS: Array<[string[], string]> = [
-  [["/usr/bin/kmod", "/bin/kmod"], "/bin/kmod"],
+const TOOLS: Array<[string[], string]> = [[["/usr/bin/kmod", "/bin/kmod"], "/bin/kmod"]];
+// Only the benchmark's busybox reference init runs these, as Flatcar's
+// minimal init does. Ours opens dm-verity with device-mapper ioctls
+// (lib/usr-verity.ts), so its initrd carries neither them nor the ~2.6 MiB
+// of libraries only they need (libcryptsetup, libdevmapper, libargon2, ...).
+const REFERENCE_TOOLS: Array<[string[], string]> = [
   [["/usr/sbin/veritysetup", "/sbin/veritysetup"], "/sbin/veritysetup"],
   [["/usr/sbin/dmsetup", "/sbin/dmsetup"], "/sbin/dmsetup"],
 ];
@@ -402,7 +407,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     tree.file(SHIM_PATH, new TextEncoder().encode(SHIM), 0o755, "skeleton");
   }
   addBusybox(tree, opts.busybox);
-  for (const [candidates, dest] of TOOLS) tree.hostBinary(firstExisting(tree, candidates), dest, "tools");
+  for (const [candidates, dest] of opts.referenceInit ? [...TOOLS, ...REFERENCE_TOOLS] : TOOLS) tree.hostBinary(firstExisting(tree, candidates), dest, "tools");
   for (const l of KMOD_LINKS) tree.symlink(`/sbin/${l}`, "/bin/kmod", "tools");
   // The compiled init is a glibc program too: its libraries join the closure.
   tree.addLibraries();

@@ -22,7 +22,7 @@ const tree: TreeEntry[] = [
   file("/bin/bunboot-init", "bun init"),
   file("/bin/kmod", "tools"),
   link("/sbin/modprobe", "/bin/kmod"),
-  file("/sbin/veritysetup", "tools"),
+  file("/sbin/tool", "tools"),
   file("/lib/x86_64-linux-gnu/libc.so.6", "libraries"),
   file("/lib64/ld-linux-x86-64.so.2", "libraries"),
   file(`${KO}/drivers/block/loop.ko`, "modules"),
@@ -42,7 +42,7 @@ describe("splitPayload", () => {
   });
 
   test("the init, tools, libraries, modules and firmware go into the image", () => {
-    for (const p of ["/bin/bunboot-init", "/bin/kmod", "/sbin/veritysetup", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2", `${KO}/drivers/block/loop.ko`, "/lib/firmware/a.bin"]) {
+    for (const p of ["/bin/bunboot-init", "/bin/kmod", "/sbin/tool", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2", `${KO}/drivers/block/loop.ko`, "/lib/firmware/a.bin"]) {
       expect(payload.has(p)).toBe(true);
     }
   });
@@ -51,7 +51,7 @@ describe("splitPayload", () => {
     expect(outer.get("/lib")).toMatchObject({ kind: "symlink", target: `${PAYLOAD_MOUNT}/lib` });
     expect(outer.get("/lib64")).toMatchObject({ kind: "symlink", target: `${PAYLOAD_MOUNT}/lib64` });
     expect(outer.get("/bin/bunboot-init")).toMatchObject({ kind: "symlink", target: `${PAYLOAD_MOUNT}/bin/bunboot-init` });
-    expect(outer.get("/sbin/veritysetup")).toMatchObject({ kind: "symlink", target: `${PAYLOAD_MOUNT}/sbin/veritysetup` });
+    expect(outer.get("/sbin/tool")).toMatchObject({ kind: "symlink", target: `${PAYLOAD_MOUNT}/sbin/tool` });
     // Nothing below a linked directory is left in the small archive.
     expect([...outer.keys()].filter((p) => p.startsWith("/lib/"))).toEqual([]);
   });

@@ -4,6 +4,7 @@
 // see pointers or integer error codes.
 import fs from "node:fs";
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { decodeDmHeader, decodeTargets, DM_FLAG, DmError, dmRequest, encodeDmIoctl, type DmCommand, type DmHeader, type DmTarget } from "./dm.ts";
 
 const { i32, u32, u64, ptr: P } = FFIType;
 
@@ -291,6 +292,60 @@ export function attachLoop(fileFd: number, backingPath: string, openDev: (path: 
     throw e;
   }
   return { dev, fd: loopFd };
+}
+
+// --- device-mapper ---
+// The buffers are encoded and decoded in lib/sys/dm.ts (pure, tested); these
+// wrappers only make the ioctls on an fd of /dev/mapper/control.
+export const DM_CONTROL = "/dev/mapper/control";
+
+function dmCall(fd: number, cmd: DmCommand, buf: Uint8Array, what: string): DmHeader {
+  ioctl(fd, dmRequest(cmd), buf, `DM_${cmd} ${what}`);
+  return decodeDmHeader(buf);
+}
+
+/** Creates an empty, suspended mapped device; the reply's dev is its device number. */
+export function dmCreate(fd: number, name: string, uuid: string, flags: number): DmHeader {
+  return dmCall(fd, "DEV_CREATE", encodeDmIoctl({ name, uuid, flags }), name);
+}
+
+/** Loads a table into the device's inactive slot; dmResume makes it live. */
+export function dmLoadTable(fd: number, name: string, targets: readonly DmTarget[], flags: number): DmHeader {
+  return dmCall(fd, "TABLE_LOAD", encodeDmIoctl({ name, targets, flags }), name);
+}
+
+/** Resumes the device, swapping in a loaded table first. */
+export function dmResume(fd: number, name: string): DmHeader {
+  return dmCall(fd, "DEV_SUSPEND", encodeDmIoctl({ name }), `${name} (resume)`);
+}
+
+export function dmRemove(fd: number, name: string): void {
+  dmCall(fd, "DEV_REMOVE", encodeDmIoctl({ name }), name);
+}
+
+// Far more than one verity line needs (~300 bytes); the cap only bounds the
+// retries should a reply keep saying the buffer was too small.
+const DM_TABLE_BUFFER = 16 * 1024, DM_TABLE_BUFFER_MAX = 1024 * 1024;
+
+/**
+ * The live table of a device: each target's status, or with `table` its table
+ * line (DM_TABLE_STATUS, with DM_STATUS_TABLE_FLAG for the table). Null when
+ * no device has that name (ENXIO).
+ */
+export function dmTargets(fd: number, name: string, kind: "status" | "table"): { header: DmHeader; targets: DmTarget[] } | null {
+  const flags = kind === "table" ? DM_FLAG.STATUS_TABLE : 0;
+  for (let size = DM_TABLE_BUFFER; ; size *= 2) {
+    const buf = encodeDmIoctl({ name, flags, bufferSize: size });
+    try {
+      ioctl(fd, dmRequest("TABLE_STATUS"), buf, `DM_TABLE_STATUS ${name}${kind === "table" ? " (table)" : ""}`);
+    } catch (e) {
+      if (e instanceof SysError && e.code === "ENXIO") return null;
+      throw e;
+    }
+    const reply = decodeTargets(buf);
+    if (reply.kind === "ok") return reply;
+    if (size >= DM_TABLE_BUFFER_MAX) throw new DmError(`the ${kind} of ${name} does not fit in ${DM_TABLE_BUFFER_MAX} bytes`);
+  }
 }
 
 // --- memfd_create(2), clock_gettime(2) ---
