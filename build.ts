@@ -22,7 +22,8 @@ const HELP = `usage: bun build.ts [options]
   --omit-modules a,b,...     modules to leave out of the profile's directories, beside the built-in
                              list of ones stage 1 cannot use (iSCSI, FCoE, target mode, tapes)
   --verity-hash-offset N     byte offset of the verity hash tree on /usr (default ${FLATCAR_VERITY_HASH_OFFSET}, Flatcar's)
-  --sysroot DIR              take busybox, kmod, veritysetup, dmsetup and their libraries from DIR (default /)
+  --sysroot DIR              take busybox, kmod and their libraries (and the reference init's
+                             veritysetup, dmsetup) from DIR (default /)
   --busybox PATH             static busybox (default /bin/busybox)
   --init-binary FILE         use an already compiled init instead of compiling init/main.ts
   --target TARGET            bun --compile target (default bun-linux-x64)

@@ -24,6 +24,8 @@ function options(out: string, extra: Partial<BuildOptions> = {}): BuildOptions {
     sysroot: "/",
     busybox: "/bin/busybox",
     verityHashOffset: 1065345024,
+    // The archive tests read one cpio; the payload layout has its own test below.
+    layout: "flat",
     log: () => {},
     ...extra,
   };
@@ -113,6 +115,33 @@ describe("buildInitrd", () => {
     expect(t.stderr.toString()).toBe("");
     expect(t.exitCode).toBe(0);
   }, 60_000);
+
+  test("payload layout: a small compressed archive with the shim, then an uncompressed one holding the squashfs of the rest", async () => {
+    const r = await buildInitrd(options("p.img", { compress: "zstd", compressLevel: 1, layout: "payload" }));
+    const file = new Uint8Array(fs.readFileSync(r.out));
+    // The second archive starts at the first 4-byte boundary after the zstd frame.
+    const magic = Buffer.from("070701");
+    let at = -1;
+    for (let i = 4; i + 6 <= file.length; i += 4) if (Buffer.from(file.subarray(i, i + 6)).equals(magic)) { at = i; break; }
+    expect(at).toBeGreaterThan(0);
+    const outer = decodeNewc(new Uint8Array(Bun.spawnSync(["zstd", "-dc"], { stdin: file.subarray(0, at) }).stdout));
+    const byPath = new Map(outer.entries.map((e) => [e.path.replace(/^\//, ""), e]));
+    expect(byPath.get("init")?.kind).toBe("file");
+    expect(byPath.get("bin/busybox")?.kind).toBe("file");
+    expect(byPath.get("bin/bunboot-init")).toMatchObject({ kind: "symlink", target: "/.payload/bin/bunboot-init" });
+    expect(byPath.has("bin/kmod") && byPath.get("bin/kmod")!.kind === "file").toBe(false);
+    const inner = decodeNewc(file.subarray(at));
+    const image = inner.entries.find((e) => e.path.replace(/^\//, "") === ".payload.img");
+    expect(image?.kind).toBe("file");
+    const img = path.join(tmp, "payload.squashfs");
+    fs.writeFileSync(img, (image as { data: Uint8Array }).data);
+    const list = Bun.spawnSync(["unsquashfs", "-l", "-d", "", img]).stdout.toString();
+    expect(list).toContain("/bin/bunboot-init");
+    expect(list).toContain("/bin/kmod");
+    expect(list).toMatch(/\/lib\/modules\/[^/]+\/modules\.dep/);
+    // Nothing for veritysetup: dm-verity is opened with ioctls.
+    expect(list).not.toContain("veritysetup");
+  }, 120_000);
 
   test("gzip output unpacks to the same archive", async () => {
     const plain = await buildInitrd(options("d.cpio"));
