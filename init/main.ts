@@ -19,6 +19,7 @@ import { bringUpNetwork } from "../lib/net/up.ts";
 import { fetchUsr } from "../lib/remote-usr.ts";
 import { USR_HASHES } from "../lib/paths.ts";
 import { PAYLOAD_IMAGE } from "../lib/initrd/payload.ts";
+import { awaitEarlyColdplug } from "../lib/early-coldplug.ts";
 import { redactText, redactUrl } from "../lib/redact.ts";
 import { dualTimestampUsec, reboot, RB } from "../lib/sys/index.ts";
 import { writeBlacklist } from "../lib/kmod.ts";
@@ -167,6 +168,7 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
     if (usr.kind === "image") handOverPxe(usr.path);
   });
   await modules.idleWithin(30_000);
+  await awaitEarlyColdplug(process.env);
   await breakpoint("pre-switch-root");
   return step(signal, "switch-root", async () => {
     await unique;

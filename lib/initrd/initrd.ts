@@ -12,6 +12,7 @@ import { DIRECTORY_OMISSIONS, modinfoValues, parseBuiltin, parseModulesDep, sele
 import { BuildError, InitrdTree } from "./tree.ts";
 import { ARGON2ID_HASH, FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
 import { UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
+import { EARLY_COLDPLUG_ENV } from "../early-coldplug.ts";
 import { PAYLOAD_IMAGE, PAYLOAD_MOUNT, bootModuleOrder, splitPayload } from "./payload.ts";
 import { BUSYBOX, CONFIG_PATH, EMERGENCY_PASSWORD_HASH, INIT_PATH, SFTP_HOST_KEY, SFTP_KEY, SHIM_PATH, UDHCPC_SCRIPT, USR_HASHES } from "../paths.ts";
 import { parseStreamHashList } from "../streamhash.ts";
@@ -182,19 +183,27 @@ ${mountPayload}${EARLY_COLDPLUG}exec ${INIT_PATH} "$@"
 // beside the Bun runtime's start (seconds under emulation, mostly page faults
 // into the payload image), so that disks are probed while Bun starts; the
 // init's own coldplug then finds most modules loaded, and any it did not
-// cover it loads as before. kmod honours modprobe.blacklist= and the kernel
-// module_blacklist= by themselves; rd.driver.blacklist= only takes effect
-// once the init has written it to modprobe.d, so with one given nothing is
-// loaded early, nor when the user asked to stop before device handling
-// (rd.earlyshell, rd.break=pre-udev). The job is a child of PID 1 after the
-// exec and is reaped like any orphan. Measured in the verity scenario (3
-// alternating boots, payload layout): wait-usr 1652 -> 421 ms, stage 1
-// 6.27 -> 4.93 s.
-const EARLY_COLDPLUG = `case " $($B cat /proc/cmdline) " in
-*" rd.driver.blacklist="* | *" rd.earlyshell"* | *" rd.break="*pre-udev*) ;;
+// cover it loads as before. Measured in the verity scenario (3 alternating
+// boots, payload layout): wait-usr 1652 -> 421 ms, stage 1 6.27 -> 4.93 s.
+//
+// kmod honours modprobe.blacklist= and the kernel module_blacklist= by
+// themselves, but rd.driver.blacklist= only takes effect once the init has
+// written it to modprobe.d, and rd.driver.pre= must load first: with either,
+// or with a stop before device handling (rd.earlyshell, rd.break=pre-udev),
+// nothing is loaded early. The patterns are deliberately loose (anywhere in
+// the line, any separator or quoting the kernel accepts): a false match only
+// costs the head start. The job's PID goes to the init in
+// EARLY_COLDPLUG_ENV (first cleared: the kernel passes unknown command-line
+// words to init as environment variables), and the init waits for it before
+// the switch root (lib/early-coldplug.ts).
+const EARLY_COLDPLUG = `unset ${EARLY_COLDPLUG_ENV}
+case "$($B cat /proc/cmdline)" in
+*rd.driver.blacklist* | *rd.driver.pre* | *rd.earlyshell* | *rd.break*pre-udev*) ;;
 *)
   $B mount -t sysfs -o nosuid,nodev,noexec sysfs /sys 2>/dev/null
-  { $B find /sys/devices -name modalias -exec $B cat {} + 2>/dev/null | $B sort -u | $B tr '\\n' '\\0' | $B xargs -0 -r /sbin/modprobe -b -a -q 2>/dev/null; } &
+  { $B find /sys/devices -name modalias -exec $B cat {} + 2>/dev/null | $B sort -u | $B tr '\\n' '\\0' | $B xargs -0 -r /sbin/modprobe -b -a -q -- 2>/dev/null; } </dev/null &
+  ${EARLY_COLDPLUG_ENV}=$!
+  export ${EARLY_COLDPLUG_ENV}
   ;;
 esac
 `;
