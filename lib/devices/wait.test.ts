@@ -255,6 +255,19 @@ describe("waitForDevice: messages", () => {
   });
 });
 
+describe("waitForDevice: the timeout's device list", () => {
+  test("the payload image's loop device does not hide that no disk appeared", async () => {
+    const sys = new FakeSystem();
+    sys.devices = [{ name: "loop0", devPath: "/dev/loop0", isPartition: false, disk: "loop0", sizeBytes: 66 << 20, fs: { type: "squashfs" } } as BlockDevice];
+    const e = await rejection(waitForDevice("verity.usr", PARTUUID_REF, 0.05, sys, undefined, sys.options(50, 200)));
+    expect(e.message).toContain("Block devices seen:\n  none: no disk driver found a disk\n  besides the boot's own: loop0");
+    sys.devices = [...sys.devices, part("vdb1")];
+    const e2 = await rejection(waitForDevice("verity.usr", PARTUUID_REF, 0.05, sys, undefined, sys.options(50, 200)));
+    expect(e2.message).not.toContain("none: no disk driver");
+    expect(e2.message).toContain("besides the boot's own: loop0");
+  });
+});
+
 describe("the settle window's notion of a change", () => {
   test("devices the boot makes itself (verity mapping, loop devices, RAM disks) do not keep the window open", () => {
     const disks = [part("vda"), part("vda3")];

@@ -171,10 +171,15 @@ export async function waitForDevice(
     const elapsed = now - t0;
     if (timeoutSec > 0 && elapsed >= timeoutSec * 1000) {
       const seen = listDevices(true);
+      // The boot's own devices (the payload image's loop device) are listed
+      // apart: beside them, "no disk" must still read as "no disk".
+      const disks = seen.filter((d) => !MADE_BY_THE_BOOT.test(d.name));
+      const own = seen.filter((d) => MADE_BY_THE_BOOT.test(d.name));
       const hint = await onStillWaiting?.();
       throw new BootError(
         `timed out after ${timeoutSec} s waiting for ${what} (rd.earlytimeout=${timeoutSec}). Block devices seen:\n` +
-          (seen.length ? seen.map(describe).join("\n") : "  none: no disk driver found a disk") +
+          (disks.length ? disks.map(describe).join("\n") : "  none: no disk driver found a disk") +
+          (own.length ? `\n  besides the boot's own: ${own.map((d) => escapeControls(d.name)).join(", ")}` : "") +
           (hint ? `\n${hint}` : ""),
         { param },
       );
