@@ -113,7 +113,7 @@ async function main(): Promise<void> {
       payloadBlockSize: num("payload-block-size", args.payloadBlockSize),
     });
     const mib = (n: number) => (n / 1048576).toFixed(1).padStart(7) + " MiB";
-    console.log(`initrd ${r.out} (profile ${profile}, layout ${layout}) for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(`initrd ${r.out} (profile ${profile}, layout ${referenceInit ? "flat (reference init)" : layout}) for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     for (const [component, size] of [...r.breakdown].sort((a, b) => b[1] - a[1])) console.log(`  ${component.padEnd(12)} ${mib(size)}`);
     console.log(`  ${"total".padEnd(12)} ${mib(r.uncompressed)} uncompressed, ${mib(r.compressed)} ${compress}`);
   } catch (e) {

@@ -15,7 +15,7 @@ $BUN build.ts --compress zstd --compress-level 3 --layout flat --init-binary dis
 
 status=0
 echo "== unit tests"
-$BUN test ./lib "$@" 2>&1 | tee .cache/unit.out || status=1
+$BUN test ./lib ./bench "$@" 2>&1 | tee .cache/unit.out || status=1
 echo "== QEMU scenarios"
 $BUN test --timeout 900000 ./qemu-tests "$@" 2>&1 | tee .cache/qemu.out || status=1
 
