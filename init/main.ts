@@ -148,7 +148,15 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
   await step(signal, "device-manager", () => startDeviceManager(p));
 
   // rd.usr.url= implies rd.neednet=1.
-  if (p.neednet || plan.kind === "remote") await step(signal, "network", () => bringUpNetwork(p, devices));
+  if (p.neednet || plan.kind === "remote") {
+    await step(signal, "network", () => {
+      // Said at once instead of after the NIC timeout: no driver could ever bind.
+      if (cfg.profile === "disk") {
+        throw new BootError(`this initrd was built with --profile disk, which has no network drivers; ${plan.kind === "remote" ? "rd.usr.url=" : "rd.neednet=1"} needs one built with --profile netboot`, { param: plan.kind === "remote" ? "rd.usr.url" : "rd.neednet" });
+      }
+      return bringUpNetwork(p, devices);
+    });
+  }
   // A second device matching the reference may still show up while verity
   // and the mounts run; it fails the boot before the switch root.
   let unique: Promise<void> = Promise.resolve();

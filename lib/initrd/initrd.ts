@@ -48,6 +48,8 @@ export interface BuildOptions {
   modulesRoot: string;
   firmwareRoot: string;
   modules: readonly string[];
+  /** The module profile `modules` came from, recorded in config.json so the init can name it. */
+  profile?: string;
   /** Modules left out when a directory entry of `modules` would select them (default DIRECTORY_OMISSIONS). */
   omitModules?: readonly string[];
   sysroot: string;
@@ -433,7 +435,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     .update(String(initSize))
     .digest("hex")
     .slice(0, 16);
-  const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver };
+  const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver, ...(opts.profile ? { profile: opts.profile } : {}) };
   tree.file(CONFIG_PATH, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), 0o644, "skeleton");
 
   fs.mkdirSync(path.dirname(opts.out), { recursive: true });
