@@ -101,6 +101,7 @@ async function main(): Promise<void> {
       modulesRoot: args.modulesRoot ?? "/lib/modules",
       firmwareRoot: args.firmwareRoot ?? "/lib/firmware",
       modules: [...PROFILES[profile], ...extra],
+      profile,
       omitModules: [...DIRECTORY_OMISSIONS, ...list(args.omitModules)],
       sysroot: args.sysroot ?? "/",
       busybox: args.busybox ?? "/bin/busybox",

@@ -7,7 +7,7 @@ import { readConfig, type InitrdConfig } from "../lib/config.ts";
 import { waitForDevice } from "../lib/devices/wait.ts";
 import { describeUnbound, findUnboundDevices } from "../lib/devices/unbound.ts";
 import { emergencyShell, handleFailure, powerAction, shellPolicyOf, type FailureReport } from "../lib/emergency.ts";
-import { ModuleLoader } from "../lib/kmod.ts";
+import { BASE_MODULES, ModuleLoader } from "../lib/kmod.ts";
 import { bestEffort, log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
 import { mountEarly, mountSquashfsFile, mountSourceOf, mountUsrDevice, unmountBelow } from "../lib/mounts.ts";
 import { planUsr, type UsrPlan } from "../lib/plan.ts";
@@ -27,7 +27,6 @@ import { BootError, isBootParam, messageOf } from "../lib/errors.ts";
 
 // Modules every boot needs whatever the hardware: sd_mod is not requested by
 // any modalias (Flatcar loads it explicitly); the rest back the mounts below.
-const BASE_MODULES = ["sd_mod", "loop", "dm_mod", "dm_verity", "squashfs", "overlay"];
 
 const modules = new ModuleLoader();
 const devices = new DeviceManager(modules);
@@ -86,7 +85,7 @@ async function startDeviceManager(p: BootParams): Promise<void> {
   log.debug(`coldplug: ${n} modaliases`);
   // Not awaited here: dm-verity, loop and the filesystems load while the
   // disk controllers probe; the verity and mount steps wait for them.
-  baseModules = modules.load(BASE_MODULES, "base modules");
+  baseModules = modules.load([...BASE_MODULES], "base modules");
 }
 
 /** The hint in "still waiting" lines: controllers no driver took, and why. */
@@ -148,7 +147,15 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
   await step(signal, "device-manager", () => startDeviceManager(p));
 
   // rd.usr.url= implies rd.neednet=1.
-  if (p.neednet || plan.kind === "remote") await step(signal, "network", () => bringUpNetwork(p, devices));
+  if (p.neednet || plan.kind === "remote") {
+    await step(signal, "network", () => {
+      // Said at once instead of after the NIC timeout: no driver could ever bind.
+      if (cfg.profile === "disk") {
+        throw new BootError(`this initrd was built with --profile disk, which has no network drivers; ${plan.kind === "remote" ? "rd.usr.url=" : "rd.neednet=1"} needs one built with --profile netboot`, { param: plan.kind === "remote" ? "rd.usr.url" : "rd.neednet" });
+      }
+      return bringUpNetwork(p, devices);
+    });
+  }
   // A second device matching the reference may still show up while verity
   // and the mounts run; it fails the boot before the switch root.
   let unique: Promise<void> = Promise.resolve();

@@ -114,3 +114,12 @@ describe("bad verityHashOffset", () => {
     expect(parseConfig('{"verityHashOffset":null}').verityHashOffset).toBe(1065345024);
   });
 });
+
+describe("config.json profile", () => {
+  test("the builder's module profile is read back; a malformed one is named", () => {
+    expect(parseConfig('{"profile":"disk"}').profile).toBe("disk");
+    expect(parseConfig("{}").profile).toBeUndefined();
+    expect(() => parseConfig('{"profile":"../x"}')).toThrow('profile must be a profile name such as "netboot" or "disk"');
+    expect(() => parseConfig('{"profile":7}')).toThrow("profile must be a profile name");
+  });
+});

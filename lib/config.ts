@@ -17,6 +17,8 @@ export interface InitrdConfig {
   /** Identifies the build in failure messages (sha256 prefix of the inputs). */
   buildId: string;
   kernelVersion: string;
+  /** The builder's module profile (--profile): "disk" has no NIC drivers. Absent: built by hand or before profiles. */
+  profile?: string;
 }
 
 export function parseConfig(text: string, where = CONFIG_PATH): InitrdConfig {
@@ -31,7 +33,10 @@ export function parseConfig(text: string, where = CONFIG_PATH): InitrdConfig {
   if (typeof off !== "number" || !Number.isSafeInteger(off) || off <= 0 || off % 512 !== 0) {
     throw new Error(`${where}: verityHashOffset must be a positive multiple of 512, got ${JSON.stringify(off)}`);
   }
-  return { verityHashOffset: off, buildId: String(o.buildId ?? "unknown"), kernelVersion: String(o.kernelVersion ?? "unknown") };
+  if (o.profile !== undefined && (typeof o.profile !== "string" || !/^[a-z0-9-]{1,32}$/.test(o.profile))) {
+    throw new Error(`${where}: profile must be a profile name such as "netboot" or "disk", got ${JSON.stringify(o.profile).slice(0, 60)}`);
+  }
+  return { verityHashOffset: off, buildId: String(o.buildId ?? "unknown"), kernelVersion: String(o.kernelVersion ?? "unknown"), ...(o.profile ? { profile: o.profile } : {}) };
 }
 
 export function readConfig(): InitrdConfig {

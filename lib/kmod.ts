@@ -9,6 +9,13 @@ import { messageOf } from "./errors.ts";
 
 export const MODPROBE = "/sbin/modprobe";
 
+/**
+ * What every boot needs whatever the hardware: SCSI disks, loop, dm-verity,
+ * squashfs and overlay for the full initrd. The init loads them at its
+ * device-manager step; the /init shim already starts them in its early job.
+ */
+export const BASE_MODULES: readonly string[] = ["sd_mod", "loop", "dm_mod", "dm_verity", "squashfs", "overlay"];
+
 export class ModuleLoader {
   private queue = new Set<string>();
   private seen = new Set<string>();

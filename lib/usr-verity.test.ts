@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { dmUuid, isOurTable, verityTableFor } from "./usr-verity.ts";
+import { dmUuid, headerUnusable, isOurTable, verityTableFor } from "./usr-verity.ts";
+import { DM_FLAG } from "./sys/dm.ts";
 import { formatTarget, type DmTarget } from "./sys/dm.ts";
 import type { VeritySuperblock } from "./devices/verity.ts";
 
@@ -74,5 +75,15 @@ describe("reusing a dm-verity mapping from an earlier attempt", () => {
     expect(isOurTable([{ start: 0n, length: 2080752n, type: "linear", params: "252:3 0" }], ours)).toBe(false);
     expect(isOurTable([], ours)).toBe(false);
     expect(isOurTable([ours, { ...ours, start: 2080752n }], ours)).toBe(false);
+  });
+});
+
+describe("headerUnusable: a mapping is reused only when live, read-only and not suspended", () => {
+  test("flags", () => {
+    const live = DM_FLAG.READONLY | DM_FLAG.ACTIVE_PRESENT;
+    expect(headerUnusable(live)).toBeNull();
+    expect(headerUnusable(live | DM_FLAG.SUSPEND)).toContain("suspended");
+    expect(headerUnusable(DM_FLAG.ACTIVE_PRESENT)).toContain("writable");
+    expect(headerUnusable(DM_FLAG.READONLY)).toContain("without a live table");
   });
 });

@@ -58,7 +58,9 @@ export async function openUsrVerity(dataDev: string, rootHash: string, hashOffse
     // reuse it when it is the same table, otherwise replace it.
     const existing = dm("reading the existing usr mapping", () => dmTargets(fd, MAPPER_NAME, "table"));
     if (existing) {
-      if (isOurTable(existing.targets, target)) {
+      const unusable = headerUnusable(existing.header.flags);
+      if (unusable) log.info(`the existing ${MAPPER_USR} mapping is ${unusable}`);
+      if (!unusable && isOurTable(existing.targets, target)) {
         log.info(`reusing the existing ${MAPPER_USR} mapping from the previous attempt`);
         checkVerified(fd);
         ensureNode(existing.header.dev);
@@ -125,6 +127,18 @@ export function isOurTable(found: readonly DmTarget[], want: DmTarget): boolean 
   const wantOpts = w.slice(11);
   if ((f[10] ?? "0") !== String(opts.length)) return false;
   return opts.length === wantOpts.length && wantOpts.every((o) => opts.includes(o));
+}
+
+/**
+ * Why a mapping with these device-mapper header flags cannot be reused even
+ * when its table is ours: a suspended mapping blocks every read (the mount
+ * would hang), and a writable one is not what this boot makes. Null: usable.
+ */
+export function headerUnusable(flags: number): string | null {
+  if (flags & DM_FLAG.SUSPEND) return "suspended (reads through it would block)";
+  if (!(flags & DM_FLAG.READONLY)) return "writable, not read-only";
+  if (!(flags & DM_FLAG.ACTIVE_PRESENT)) return "without a live table";
+  return null;
 }
 
 function openControl(): number {
