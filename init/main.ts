@@ -25,9 +25,6 @@ import { dualTimestampUsec, reboot, RB } from "../lib/sys/index.ts";
 import { writeBlacklist } from "../lib/kmod.ts";
 import { BootError, isBootParam, messageOf } from "../lib/errors.ts";
 
-// Modules every boot needs whatever the hardware: sd_mod is not requested by
-// any modalias (Flatcar loads it explicitly); the rest back the mounts below.
-
 const modules = new ModuleLoader();
 const devices = new DeviceManager(modules);
 let params: BootParams | null = null;
@@ -85,7 +82,7 @@ async function startDeviceManager(p: BootParams): Promise<void> {
   log.debug(`coldplug: ${n} modaliases`);
   // Not awaited here: dm-verity, loop and the filesystems load while the
   // disk controllers probe; the verity and mount steps wait for them.
-  baseModules = modules.load([...BASE_MODULES], "base modules");
+  baseModules = modules.load(BASE_MODULES, "base modules");
 }
 
 /** The hint in "still waiting" lines: controllers no driver took, and why. */

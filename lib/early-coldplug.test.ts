@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
-import { awaitEarlyColdplug, EARLY_COLDPLUG_ENV, parseProcStat } from "./early-coldplug.ts";
+import { awaitEarlyColdplug, EARLY_COLDPLUG_ENV } from "./early-coldplug.ts";
+import { parseProcStat } from "./proc-stat.ts";
 
 describe("parseProcStat", () => {
   test("state and parent, with a command name holding spaces and parentheses", () => {

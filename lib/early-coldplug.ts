@@ -4,38 +4,19 @@
 // payload image (keeping it in RAM) and carry a first-stage process into
 // stage 2. It normally ends seconds before; this waits, bounded, and stops
 // it if it hangs.
-import fs from "node:fs";
 import { log } from "./log.ts";
 import { messageOf } from "./errors.ts";
+import { processIds, readProcStat } from "./proc-stat.ts";
 
 /** The variable the shim passes the job's PID in. */
 export const EARLY_COLDPLUG_ENV = "BUNBOOT_EARLY_COLDPLUG";
 
-/** State and parent of a /proc/PID/stat line; the command name may hold any byte, ")" included. */
-export function parseProcStat(text: string): { state: string; ppid: number } | null {
-  const close = text.lastIndexOf(")");
-  if (close < 0) return null;
-  const f = text.slice(close + 1).trim().split(/\s+/);
-  const ppid = Number(f[1]);
-  if (!f[0] || !/^[A-Za-z]$/.test(f[0]) || !Number.isSafeInteger(ppid)) return null;
-  return { state: f[0], ppid };
-}
-
-function procStat(pid: number): { state: string; ppid: number } | null {
-  try {
-    return parseProcStat(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return null;
-  }
-}
-
 /** The PIDs below `pid` (children, grandchildren, ...), from /proc. */
 function descendants(pid: number): number[] {
   const parentOf = new Map<number, number>();
-  for (const name of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const st = procStat(Number(name));
-    if (st) parentOf.set(Number(name), st.ppid);
+  for (const p of processIds()) {
+    const st = readProcStat(p);
+    if (st) parentOf.set(p, st.ppid);
   }
   const out: number[] = [];
   const frontier = [pid];
@@ -64,7 +45,7 @@ export async function awaitEarlyColdplug(env: Record<string, string | undefined>
   const pid = Number(raw);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const st = procStat(pid);
+    const st = readProcStat(pid);
     if (!st || st.state === "Z" || st.ppid !== parentPid) return "done";
     if (Date.now() >= deadline) break;
     await Bun.sleep(50);

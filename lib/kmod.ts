@@ -10,9 +10,10 @@ import { messageOf } from "./errors.ts";
 export const MODPROBE = "/sbin/modprobe";
 
 /**
- * What every boot needs whatever the hardware: SCSI disks, loop, dm-verity,
- * squashfs and overlay for the full initrd. The init loads them at its
- * device-manager step; the /init shim already starts them in its early job.
+ * What every boot needs whatever the hardware: sd_mod is not requested by any
+ * modalias (Flatcar loads it explicitly); loop, dm-verity, squashfs and
+ * overlay back the mounts. The init loads them at its device-manager step;
+ * the /init shim already starts them in its early job.
  */
 export const BASE_MODULES: readonly string[] = ["sd_mod", "loop", "dm_mod", "dm_verity", "squashfs", "overlay"];
 
@@ -37,7 +38,7 @@ export class ModuleLoader {
   }
 
   /** Loads modules now and reports the ones modprobe could not load. */
-  async load(names: string[], why: string): Promise<void> {
+  async load(names: readonly string[], why: string): Promise<void> {
     if (names.length === 0) return;
     const r = await run([this.modprobe, "-b", "-a", "--", ...names], { what: `load ${why}` });
     if (r.code !== 0) {
