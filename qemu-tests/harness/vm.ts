@@ -33,26 +33,49 @@ export interface VmOptions {
   snapshot?: boolean;
   /** QEMU CPU model (default max). */
   cpu?: string;
+  /** Guest architecture (default x86_64: q35 and the host's Debian kernel). */
+  arch?: "x86_64" | "aarch64";
+  /** QEMU machine type (default q35 on x86_64, virt on aarch64). */
+  machine?: string;
+  /** Kernel image (default: kernelImage() for x86_64; aarch64 needs one). */
+  kernel?: string;
+  /** The kernel's console= parameters (default console=ttyS0,115200, or ttyAMA0 on aarch64). */
+  kernelConsole?: string;
+  /** How the guest's consoles reach the host (default -serial stdio). */
+  consoleArgs?: string[];
+  /**
+   * QEMU arguments attaching disk file number `index` (default: a virtio-blk
+   * drive). Storage-controller scenarios put the disk behind their controller.
+   */
+  diskArgs?: (file: string, index: number, snapshot: boolean) => string[];
+}
+
+/** A virtio-blk drive: the disk of every scenario that is not about the controller. */
+export function virtioDisk(file: string, _index: number, snapshot: boolean): string[] {
+  return ["-drive", `file=${file},if=virtio,format=raw,snapshot=${snapshot ? "on" : "off"}`];
 }
 
 /** The QEMU command line for a scenario (or the demo). */
 export function qemuArgs(opts: VmOptions): string[] {
+  const arm = opts.arch === "aarch64";
+  if (arm && !opts.kernel) throw new Error("an aarch64 VM needs its kernel image (opts.kernel)");
   const args = [
-    "qemu-system-x86_64",
-    "-machine", "q35",
+    arm ? "qemu-system-aarch64" : "qemu-system-x86_64",
+    "-machine", opts.machine ?? (arm ? "virt" : "q35"),
     "-cpu", opts.cpu ?? "max",
     "-smp", "2",
     "-m", String(opts.memoryMiB ?? 1024),
     "-nodefaults",
     "-display", "none",
-    "-serial", "stdio",
+    ...(opts.consoleArgs ?? ["-serial", "stdio"]),
     "-monitor", opts.monitorSocket ? `unix:${opts.monitorSocket},server=on,wait=off` : "none",
     "-no-reboot",
-    "-kernel", kernelImage(),
+    "-kernel", opts.kernel ?? kernelImage(),
     "-initrd", opts.initrd ?? DIST_INITRD,
-    "-append", `console=ttyS0,115200 printk.time=1 panic=-1 ${opts.append}`,
+    "-append", `${opts.kernelConsole ?? (arm ? "console=ttyAMA0,115200" : "console=ttyS0,115200")} printk.time=1 panic=-1 ${opts.append}`,
   ];
-  for (const d of opts.disks ?? []) args.push("-drive", `file=${d},if=virtio,format=raw,snapshot=${opts.snapshot === false ? "off" : "on"}`);
+  const diskArgs = opts.diskArgs ?? virtioDisk;
+  (opts.disks ?? []).forEach((d, i) => args.push(...diskArgs(d, i, opts.snapshot !== false)));
   args.push(...(opts.extraArgs ?? []));
   return args;
 }
