@@ -6,6 +6,7 @@ import { parseBootParams, splitCmdline, type BootParams, type Breakpoint } from 
 import { readConfig, type InitrdConfig } from "../lib/config.ts";
 import { waitForDevice } from "../lib/devices/wait.ts";
 import { describeUnbound, findUnboundDevices } from "../lib/devices/unbound.ts";
+import { describeDisklessHosts, findDisklessHosts } from "../lib/devices/diskless-hosts.ts";
 import { emergencyShell, handleFailure, powerAction, shellPolicyOf, type FailureReport } from "../lib/emergency.ts";
 import { BASE_MODULES, ModuleLoader } from "../lib/kmod.ts";
 import { bestEffort, log, openSinks, persistTo, runStep, setVerbose, StepFailure } from "../lib/log.ts";
@@ -85,12 +86,16 @@ async function startDeviceManager(p: BootParams): Promise<void> {
   baseModules = modules.load(BASE_MODULES, "base modules");
 }
 
-/** The hint in "still waiting" lines: controllers no driver took, and why. */
-async function unboundHint(): Promise<string | null> {
+/**
+ * The hint in "still waiting" lines and the timeout: controllers no driver
+ * took (and why), and controllers a driver took that show no disk.
+ */
+async function storageHint(): Promise<string | null> {
   const devs = findUnboundDevices();
   const resolved = new Map<string, string[]>();
   for (const d of devs) resolved.set(d.modalias, await modules.resolve(d.modalias));
-  return describeUnbound(devs, (a) => resolved.get(a) ?? [], params?.driverBlacklist ?? []);
+  const lines = [describeUnbound(devs, (a) => resolved.get(a) ?? [], params?.driverBlacklist ?? []), describeDisklessHosts(findDisklessHosts())];
+  return lines.filter((l) => l !== null).join("\n") || null;
 }
 
 /** What the mount step mounts: a block device (verity or plain) or an image file. */
@@ -99,7 +104,7 @@ type UsrSource = { kind: "device"; path: string } | { kind: "image"; path: strin
 async function findAndOpenUsr(signal: AbortSignal, plan: UsrPlan, p: BootParams, cfg: InitrdConfig, settleInBackground: (settled: Promise<void>) => void): Promise<UsrSource> {
   switch (plan.kind) {
     case "verity": {
-      const dataDev = await step(signal, "wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices, unboundHint, { settleInBackground }));
+      const dataDev = await step(signal, "wait-usr", () => waitForDevice("verity.usr", plan.data, p.earlyTimeoutSec, devices, storageHint, { settleInBackground }));
       await breakpoint("pre-verity");
       const path = await step(signal, "verity", async () => {
         await baseModules;
@@ -108,7 +113,7 @@ async function findAndOpenUsr(signal: AbortSignal, plan: UsrPlan, p: BootParams,
       return { kind: "device", path };
     }
     case "plain": {
-      const path = await step(signal, "wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices, unboundHint, { settleInBackground }));
+      const path = await step(signal, "wait-usr", () => waitForDevice("mount.usr", plan.device, p.earlyTimeoutSec, devices, storageHint, { settleInBackground }));
       await breakpoint("pre-verity");
       return { kind: "device", path };
     }

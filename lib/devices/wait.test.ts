@@ -4,7 +4,8 @@
 // (a second disk on a slower controller, a USB stick with a copy of the
 // image): the wait keeps listening for a short settle window before it
 // answers. The windows are shortened here so that the suite stays fast.
-import { describe, expect, test } from "bun:test";
+import { describe, expect, spyOn, test } from "bun:test";
+import { log } from "../log.ts";
 import { parseDeviceRef } from "./ref.ts";
 import type { BlockDevice } from "./blockdevs.ts";
 import { shapeOf, waitForDevice, type DeviceEvents, type WaitOptions } from "./wait.ts";
@@ -285,5 +286,47 @@ describe("the settle window's notion of a change", () => {
     await settled!;
     // Quiet since the first look: the window ends after settleQuietMs, not after the last loop device.
     expect(performance.now() - t0).toBeLessThan(240);
+  });
+});
+
+describe("waitForDevice: the still-waiting report", () => {
+  // Issue 12: an operator must tell "no driver", "a driver but no disk" and
+  // "a disk, but not the one named" apart from the console alone.
+  test("lists the block devices with their identities, again only when they change, and the hint lines", async () => {
+    const sys = new FakeSystem();
+    sys.devices = [part("sda1", { partUuid: "0a0a0a0a-0000-4000-8000-000000000001", partLabel: "EFI-SYSTEM" })];
+    const lines: string[] = [];
+    const spy = spyOn(log, "info").mockImplementation((t: string) => void lines.push(t));
+    try {
+      setTimeout(() => sys.plug(part("sdb1", { fs: { type: "ext4", uuid: "1234", label: "DATA" } })), 130);
+      const hint = async () => "devices without a driver: pci 0000:00:05.0 [pci:v1000]: mptsas\ncontrollers with a driver but no disk: SCSI host2 (mptsas): no SCSI device found on its bus";
+      await rejection(waitForDevice("verity.usr", PARTUUID_REF, 0.3, sys, hint, { ...sys.options(50, 200), stillWaitingMs: 50 }));
+    } finally {
+      spy.mockRestore();
+    }
+    const reports = lines.filter((l) => l.startsWith("still waiting for verity.usr=PARTUUID="));
+    expect(reports.length).toBeGreaterThanOrEqual(3);
+    expect(reports[0]).toMatch(/^still waiting for verity\.usr=PARTUUID=\S+ \(0 s\)\n  devices without a driver: pci 0000:00:05\.0 \[pci:v1000\]: mptsas\n  controllers with a driver but no disk: SCSI host2 \(mptsas\): no SCSI device found on its bus\n  block devices:\n    \/dev\/sda1 \(1024 MiB\) PARTUUID=0a0a0a0a-0000-4000-8000-000000000001 PARTLABEL=EFI-SYSTEM$/);
+    // Unchanged: counted, not listed again.
+    expect(reports[1]).toEndWith("  block devices: the same 1 as at 0 s");
+    // The new disk shows up with its filesystem identity.
+    const changed = reports.find((r) => r.includes("/dev/sdb1"));
+    expect(changed).toContain("    /dev/sdb1 (1024 MiB) UUID=1234 LABEL=DATA TYPE=ext4");
+    expect(changed).toContain("    /dev/sda1 (1024 MiB) PARTUUID=");
+  });
+
+  test("says when no block device has appeared yet, and leaves the boot's own loop device out", async () => {
+    const sys = new FakeSystem();
+    sys.devices = [part("loop0")];
+    const lines: string[] = [];
+    const spy = spyOn(log, "info").mockImplementation((t: string) => void lines.push(t));
+    try {
+      await rejection(waitForDevice("verity.usr", PARTUUID_REF, 0.15, sys, undefined, { ...sys.options(50, 200), stillWaitingMs: 40 }));
+    } finally {
+      spy.mockRestore();
+    }
+    const report = lines.find((l) => l.startsWith("still waiting"));
+    expect(report).toEndWith("\n  block devices: none yet");
+    expect(report).not.toContain("loop0");
   });
 });

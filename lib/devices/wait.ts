@@ -53,6 +53,8 @@ export interface WaitOptions {
    * not pay for the window while verity and the mounts run.
    */
   settleInBackground?: (settled: Promise<void>) => void;
+  /** How often the wait says it still waits (default STILL_WAITING_MS). */
+  stillWaitingMs?: number;
 }
 
 /** The part of the device manager a wait uses. */
@@ -84,6 +86,7 @@ export async function waitForDevice(
   const isBlockDevice = opts.isBlockDevice ?? isBlockDeviceNode;
   const settleQuietMs = opts.settleQuietMs ?? SETTLE_QUIET_MS;
   const settleMaxMs = opts.settleMaxMs ?? SETTLE_MAX_MS;
+  const stillWaitingMs = opts.stillWaitingMs ?? STILL_WAITING_MS;
   // Labels come from the command line and from disks: escaped wherever shown.
   const what = `${param}=${escapeControls(formatDeviceRef(ref))}`;
   const describe = (d: BlockDevice) => "  " + escapeControls(describeDevice(d));
@@ -140,6 +143,23 @@ export async function waitForDevice(
     return dev;
   }
 
+  /**
+   * The block devices present, for the still-waiting report: listed with
+   * their identities the first time and whenever they change, so an
+   * operator sees "a disk, but not the one named" without a shell; counted
+   * otherwise, so a long wait does not repeat the list every 5 s.
+   */
+  let reportedDevices: string | null = null;
+  let reportedAt = 0;
+  function deviceReport(elapsedSec: number): string {
+    const disks = listDevices(true).filter((d) => !MADE_BY_THE_BOOT.test(d.name));
+    const text = disks.map(describe).join("\n");
+    if (text === reportedDevices) return `block devices: the same ${disks.length} as at ${reportedAt} s`;
+    reportedDevices = text;
+    reportedAt = elapsedSec;
+    return disks.length === 0 ? "block devices: none yet" : `block devices:\n${text}`;
+  }
+
   const t0 = performance.now();
   let lastReport = t0;
   let lastColdplug = t0;
@@ -187,15 +207,20 @@ export async function waitForDevice(
     if (!announced) {
       log.info(`waiting for ${what}${timeoutSec > 0 ? ` (up to ${timeoutSec} s, rd.earlytimeout=)` : ""}`);
       announced = true;
-    } else if (now - lastReport >= STILL_WAITING_MS) {
+    } else if (now - lastReport >= stillWaitingMs) {
       lastReport = now;
+      const sec = Math.round(elapsed / 1000);
       const extra = await onStillWaiting?.();
-      log.info(`still waiting for ${what} (${Math.round(elapsed / 1000)} s)${extra ? `; ${extra}` : ""}`);
+      // One report, indented below its first line: the hint tells "no
+      // driver" and "driver but no disk" apart, the devices "disk but not
+      // the one named".
+      const details = [...(extra ? extra.split("\n") : []), ...deviceReport(sec).split("\n")];
+      log.info(`still waiting for ${what} (${sec} s)\n${details.map((l) => "  " + l).join("\n")}`);
     }
     if (now - lastColdplug >= RECOLDPLUG_MS) {
       lastColdplug = now;
       devices.coldplug();
     }
-    await devices.nextEvent(500);
+    await devices.nextEvent(Math.min(500, stillWaitingMs));
   }
 }
