@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   qemu-system-x86        # boots the scenarios (TCG)
+  qemu-system-arm        # qemu-system-aarch64: the arm64 scenarios (TCG)
+  qemu-user              # qemu-aarch64 lists the arm64 busybox's applets at build time
   linux-image-amd64      # the real Debian kernel and its modules
   busybox-static         # shim, emergency shell, stage-2 test init
   kmod                   # modprobe in the initrd, depmod at build time
@@ -44,3 +46,7 @@ if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.packa
   (cd node_modules/bun && node install.js)
   node_modules/.bin/bun --version >/dev/null
 fi
+
+# The arm64 cross build's inputs: Debian's arm64 packages unpacked into
+# .cache/sysroot-arm64 and the pinned Bun runtime for linux-arm64.
+bash scripts/arm64-sysroot.sh
