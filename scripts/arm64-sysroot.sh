@@ -40,11 +40,14 @@ fi
 kernel_pkg=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-[0-9]/ { sub(/:arm64$/, "", $2); print $2; exit }')
 [ -n "$kernel_pkg" ] || { echo "arm64-sysroot: cannot tell which kernel package linux-image-arm64:arm64 depends on" >&2; exit 1; }
 
+# One apt-cache call for all candidates (one per package took seconds on every run).
+names=("${PACKAGES[@]}" "$kernel_pkg")
+mapfile -t versions < <(apt-cache policy "${names[@]/%/:arm64}" | awk '/^[^ ]/ { if (n++) print v; v = "(none)" } /Candidate:/ { v = $2 } END { print v }')
 want=()
-for p in "${PACKAGES[@]}" "$kernel_pkg"; do
-  v=$(apt-cache policy "$p:arm64" | awk '/Candidate:/ { print $2 }')
-  [ -n "$v" ] && [ "$v" != "(none)" ] || { echo "arm64-sysroot: no candidate version of $p:arm64" >&2; exit 1; }
-  want+=("$p:arm64=$v")
+for i in "${!names[@]}"; do
+  v=${versions[$i]:-}
+  [ -n "$v" ] && [ "$v" != "(none)" ] || { echo "arm64-sysroot: no candidate version of ${names[$i]}:arm64" >&2; exit 1; }
+  want+=("${names[$i]}:arm64=$v")
 done
 stamp="$SYSROOT/.packages"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${want[*]}" ]; then
