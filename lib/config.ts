@@ -19,6 +19,8 @@ export interface InitrdConfig {
   kernelVersion: string;
   /** The builder's module profile (--profile): "disk" has no NIC drivers. Absent: built by hand or before profiles. */
   profile?: string;
+  /** The architecture the initrd was built for (build.ts --arch): x64 or arm64. Absent: built before --arch (x64). */
+  arch?: string;
 }
 
 export function parseConfig(text: string, where = CONFIG_PATH): InitrdConfig {
@@ -36,7 +38,16 @@ export function parseConfig(text: string, where = CONFIG_PATH): InitrdConfig {
   if (o.profile !== undefined && (typeof o.profile !== "string" || !/^[a-z0-9-]{1,32}$/.test(o.profile))) {
     throw new Error(`${where}: profile must be a profile name such as "netboot" or "disk", got ${JSON.stringify(o.profile).slice(0, 60)}`);
   }
-  return { verityHashOffset: off, buildId: String(o.buildId ?? "unknown"), kernelVersion: String(o.kernelVersion ?? "unknown"), ...(o.profile ? { profile: o.profile } : {}) };
+  if (o.arch !== undefined && o.arch !== "x64" && o.arch !== "arm64") {
+    throw new Error(`${where}: arch must be "x64" or "arm64", got ${JSON.stringify(o.arch).slice(0, 60)}`);
+  }
+  return {
+    verityHashOffset: off,
+    buildId: String(o.buildId ?? "unknown"),
+    kernelVersion: String(o.kernelVersion ?? "unknown"),
+    ...(o.profile ? { profile: o.profile } : {}),
+    ...(o.arch ? { arch: o.arch } : {}),
+  };
 }
 
 export function readConfig(): InitrdConfig {

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   qemu-system-x86        # boots the scenarios (TCG)
+  qemu-system-arm        # qemu-system-aarch64: the arm64 scenarios (TCG)
+  qemu-user              # qemu-aarch64 lists the arm64 busybox's applets at build time
   linux-image-amd64      # the real Debian kernel and its modules
   busybox-static         # shim, emergency shell, stage-2 test init
   kmod                   # modprobe in the initrd, depmod at build time
@@ -35,7 +37,14 @@ if ((${#missing[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive INITRD=No apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ] || ! node_modules/.bin/bun --version >/dev/null 2>&1; then
+# A node_modules that is a symlink is shared with another checkout: npm ci
+# would empty the directory it points to (every checkout using it loses its
+# packages while it runs) and replace the link. A fresh checkout's
+# package-lock.json is always newer than the shared install, so for a link
+# only a missing or broken Bun counts, and then the owner must reinstall.
+if [ -L node_modules ]; then
+  node_modules/.bin/bun --version >/dev/null 2>&1 || { echo "deps: node_modules is a symlink to $(readlink node_modules) without a working Bun: run npm ci there" >&2; exit 1; }
+elif [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ] || ! node_modules/.bin/bun --version >/dev/null 2>&1; then
   echo "deps: npm ci"
   # .npmrc sets ignore-scripts: ssh2's optional native addons must not be
   # built (Bun cannot load them). Bun's own postinstall, which puts the
@@ -44,3 +53,7 @@ if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.packa
   (cd node_modules/bun && node install.js)
   node_modules/.bin/bun --version >/dev/null
 fi
+
+# The arm64 cross build's inputs: Debian's arm64 packages unpacked into
+# .cache/sysroot-arm64 and the pinned Bun runtime for linux-arm64.
+bash scripts/arm64-sysroot.sh

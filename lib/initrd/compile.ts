@@ -11,13 +11,20 @@ const REPO = path.resolve(import.meta.dir, "../..");
  * stores the bundle precompiled (bench/compile-flags.ts measures what that
  * costs in bytes and saves at startup).
  */
-export async function compileInit(outfile: string, target = "bun-linux-x64", opts: { bytecode?: boolean } = {}): Promise<string> {
+export async function compileInit(outfile: string, target = "bun-linux-x64", opts: { bytecode?: boolean; executablePath?: string } = {}): Promise<string> {
   fs.mkdirSync(path.dirname(outfile), { recursive: true });
+  if (opts.executablePath !== undefined && !fs.existsSync(opts.executablePath)) throw new BuildError(`the Bun runtime for ${target} is missing: ${opts.executablePath}`);
   const argv = [
     process.execPath,
     "build",
     "--compile",
     `--target=${target}`,
+    // Another architecture's runtime, from its npm package: without it Bun
+    // would download the runtime, which a build machine may not reach. The
+    // bundle and its bytecode are the same for every target (JSC's bytecode
+    // is architecture-independent), only the runtime they are appended to
+    // differs.
+    ...(opts.executablePath !== undefined ? [`--compile-executable-path=${opts.executablePath}`] : []),
     // A compiled app would read .env and bunfig.toml from the cwd (/) at boot.
     "--no-compile-autoload-dotenv",
     "--no-compile-autoload-bunfig",

@@ -340,6 +340,29 @@ function glibcHost(): FakeHost {
 const app = (o: Partial<Synth> = {}): Synth => ({ cls: 64, type: 3, interp: LD64, ...o });
 
 describe("resolveClosure with a fake host", () => {
+  test("aarch64: the arm64 loader and libraries from the aarch64 multiarch dirs, x86-64 twins skipped; a binary of the wrong machine is named", () => {
+    const AMA = "/usr/lib/aarch64-linux-gnu";
+    const arm = { cls: 64 as const, machine: EM_AARCH64 };
+    const host = new FakeHost()
+      .add("/bin/kmod", { ...arm, interp: "/lib/ld-linux-aarch64.so.1", needed: ["libzstd.so.1", "libc.so.6"] })
+      .add("/usr/lib/ld-linux-aarch64.so.1", { ...arm, soname: "ld-linux-aarch64.so.1" })
+      .link("/lib", "usr/lib")
+      // An x86-64 libzstd earlier in the search order is skipped, like ld.so does.
+      .add("/usr/lib64/libzstd.so.1", { cls: 64, soname: "libzstd.so.1" })
+      .add(`${AMA}/libzstd.so.1`, { ...arm, soname: "libzstd.so.1", needed: ["libc.so.6"] })
+      .add(`${AMA}/libc.so.6`, { ...arm, soname: "libc.so.6", needed: ["ld-linux-aarch64.so.1"] });
+    const dirs = ["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
+    const r = resolveClosure(["/bin/kmod"], host, { searchDirs: ["/usr/lib64", ...dirs], machine: EM_AARCH64 });
+    expect(r).toEqual({
+      libs: [
+        { name: "libc.so.6", hostPath: `${AMA}/libc.so.6`, initrdPath: "/lib/aarch64-linux-gnu/libc.so.6" },
+        { name: "libzstd.so.1", hostPath: `${AMA}/libzstd.so.1`, initrdPath: "/lib/aarch64-linux-gnu/libzstd.so.1" },
+      ],
+      interpreters: ["/lib/ld-linux-aarch64.so.1"],
+    });
+    expect(() => resolveClosure(["/bin/kmod"], host, { searchDirs: dirs, machine: EM_X86_64 })).toThrow("/bin/kmod is a aarch64 binary, but the initrd is for x86-64");
+  });
+
   test("basic closure on a merged-/usr system", () => {
     const host = glibcHost()
       .add("/usr/bin/app", app({ needed: ["libfoo.so.1", "libc.so.6"] }))

@@ -272,6 +272,17 @@ export interface ResolveOptions {
    * the binary's path with a leading /usr removed, like libraries.
    */
   binaryInitrdPath?: (binary: string) => string;
+  /**
+   * ELF e_machine every binary must have (EM_X86_64, EM_AARCH64): a binary
+   * of another architecture is an error naming it, instead of an initrd
+   * whose init cannot run.
+   */
+  machine?: number;
+}
+
+const MACHINE_NAMES: Readonly<Record<number, string>> = { 3: "i386", 40: "arm", 62: "x86-64", 183: "aarch64", 243: "riscv" };
+export function machineName(machine: number): string {
+  return MACHINE_NAMES[machine] ?? `e_machine ${machine}`;
 }
 
 /** A directory to look in: where it is on the host and what it will be in the initrd. */
@@ -375,6 +386,8 @@ export function resolveClosure(
 
   for (const binary of binaries) {
     const info = mustParse(binary, "binary");
+    if (opts?.machine !== undefined && info.machine !== opts.machine)
+      throw new ElfError(`${binary} is a ${machineName(info.machine)} binary, but the initrd is for ${machineName(opts.machine)}`);
     const proc: Process = { binary, loaded: new Set(), seen: new Set() };
     queue.push({ obj: { info, hostPath: binary, initrdPath: binaryInitrdPath(binary) }, proc, inheritedRpath: [] });
     if (info.interpreter !== undefined) {

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { gunzipSync } from "node:zlib";
 import { decodeNewc } from "./cpio.ts";
-import { buildInitrd, newestKernel, type BuildOptions } from "./initrd.ts";
+import { buildInitrd, busyboxListArgv, newestKernel, type BuildOptions } from "./initrd.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bunboot-initrd-test-"));
@@ -70,7 +70,7 @@ describe("buildInitrd", () => {
     // dm-verity's hard dependencies and ext4's soft dependency (an alias) came along.
     expect(modules).toEqual(expect.arrayContaining(["loop.ko", "ext4.ko", "jbd2.ko", "dm-verity.ko", "dm-bufio.ko", "dm-mod.ko", "crc32c_generic.ko"]));
     const config = JSON.parse(new TextDecoder().decode((byPath.get("etc/bunboot/config.json") as { data: Uint8Array }).data));
-    expect(config).toEqual({ verityHashOffset: 1065345024, buildId: r.buildId, kernelVersion: kver });
+    expect(config).toEqual({ verityHashOffset: 1065345024, buildId: r.buildId, kernelVersion: kver, arch: "x64" });
     for (const e of entries) if ("data" in e && e.kind === "file") expect(e.path).not.toContain("..");
   }, 60_000);
 
@@ -150,6 +150,60 @@ describe("buildInitrd", () => {
   }, 60_000);
 });
 
+// The arm64 cross build against the sysroot scripts/arm64-sysroot.sh unpacks
+// (scripts/test.sh runs it through deps.sh, so under npm test this runs).
+const SYSROOT_ARM64 = path.join(REPO, ".cache/sysroot-arm64");
+const haveArm64Sysroot = fs.existsSync(path.join(SYSROOT_ARM64, "bin/busybox"));
+if (!haveArm64Sysroot) console.warn(`initrd.test.ts: ${SYSROOT_ARM64} is missing (bash scripts/arm64-sysroot.sh makes it): skipping the arm64 build tests`);
+
+describe.skipIf(!haveArm64Sysroot)("buildInitrd --arch arm64 from the Debian arm64 sysroot", () => {
+  const arm64 = (out: string, extra: Partial<BuildOptions> = {}): BuildOptions =>
+    options(out, {
+      arch: "arm64",
+      sysroot: SYSROOT_ARM64,
+      // A dynamically linked aarch64 program of the sysroot stands in for the compiled init.
+      initBinary: path.join(SYSROOT_ARM64, "bin/kmod"),
+      modulesRoot: path.join(SYSROOT_ARM64, "lib/modules"),
+      firmwareRoot: path.join(SYSROOT_ARM64, "lib/firmware"),
+      modules: ["loop", "squashfs", "dm-verity", "virtio_blk", "virtio_pci", "virtio_mmio"],
+      ...extra,
+    });
+
+  test("aarch64 busybox, kmod, loader and libraries from the sysroot's aarch64 directories; arm64 modules; config says arm64", async () => {
+    const r = await buildInitrd(arm64("arm64.cpio"));
+    const { entries } = decodeNewc(new Uint8Array(fs.readFileSync(r.out)));
+    const byPath = new Map(entries.map((e) => [e.path.replace(/^\//, ""), e]));
+    expect(r.kernelVersion).toEndWith("-arm64");
+    const data = (p: string) => (byPath.get(p) as { data: Uint8Array }).data;
+    // e_machine 183: aarch64, for every ELF file in the archive (programs, libraries, modules).
+    const elves = entries.filter((e) => e.kind === "file" && e.data.length > 20 && Buffer.from(e.data.subarray(0, 4)).equals(Buffer.from("\x7fELF", "latin1")));
+    expect(elves.length).toBeGreaterThan(10);
+    for (const e of elves) expect([e.path, new DataView((e as { data: Uint8Array }).data.buffer, (e as { data: Uint8Array }).data.byteOffset).getUint16(18, true)]).toEqual([e.path, 183]);
+    for (const p of ["bin/busybox", "bin/kmod", "bin/bunboot-init", "lib/ld-linux-aarch64.so.1", "lib/aarch64-linux-gnu/libc.so.6", "lib/aarch64-linux-gnu/libzstd.so.1", "lib/aarch64-linux-gnu/libcrypto.so.3"]) {
+      expect([p, byPath.get(p)?.kind]).toEqual([p, "file"]);
+    }
+    expect(entries.filter((e) => e.path.includes("x86_64"))).toEqual([]);
+    // The applet links come from the arm64 busybox itself (run under qemu-user).
+    expect(byPath.get("bin/sh")).toMatchObject({ kind: "symlink", target: "/bin/busybox" });
+    expect(byPath.get("sbin/udhcpc")).toMatchObject({ kind: "symlink", target: "/bin/busybox" });
+    const modules = entries.filter((e) => e.path.endsWith(".ko")).map((e) => path.basename(e.path));
+    expect(modules).toEqual(expect.arrayContaining(["loop.ko", "squashfs.ko", "dm-verity.ko", "virtio_blk.ko", "virtio_pci.ko", "virtio_mmio.ko"]));
+    expect(byPath.has(`lib/modules/${r.kernelVersion}/modules.dep.bin`)).toBe(true);
+    const config = JSON.parse(new TextDecoder().decode(data("etc/bunboot/config.json")));
+    expect(config).toMatchObject({ arch: "arm64", kernelVersion: r.kernelVersion });
+  }, 60_000);
+
+  test("an x86-64 init in an arm64 initrd is refused, naming the file", async () => {
+    await expect(buildInitrd(arm64("wrong.cpio", { initBinary: "/usr/bin/true" }))).rejects.toThrow("/usr/bin/true is a x86-64 binary, but the initrd is for aarch64");
+  });
+
+  test("the arm64 busybox is listed through qemu-user on an x64 host, directly on its own", () => {
+    expect(busyboxListArgv("/s/bin/busybox", "arm64", "x64")).toEqual(["/usr/bin/qemu-aarch64", "/s/bin/busybox", "--list-full"]);
+    expect(busyboxListArgv("/bin/busybox", "arm64", "arm64")).toEqual(["/bin/busybox", "--list-full"]);
+    expect(busyboxListArgv("/bin/busybox", "x64", "x64")).toEqual(["/bin/busybox", "--list-full"]);
+  });
+});
+
 describe("build.ts rejects bad input with a clear message", () => {
   function cli(...args: string[]) {
     const r = Bun.spawnSync([process.execPath, path.join(REPO, "build.ts"), "--init-binary", "/usr/bin/true", "--out", path.join(tmp, "x.img"), ...args], {
@@ -182,6 +236,18 @@ describe("build.ts rejects bad input with a clear message", () => {
     const r = cli("--usr-hashes", bad, "--compress", "none");
     expect(r.code).toBe(2);
     expect(r.err).toContain(`--usr-hashes ${bad}: chunk size 0 is out of range`);
+  });
+
+  test("--arch: an unknown one, and arm64 without its sysroot names the script that prepares it", () => {
+    expect(cli("--arch", "riscv64").err).toContain('--arch expects x64 or arm64, got "riscv64"');
+    // A repository copy without .cache: the sysroot is missing there.
+    const bare = fs.mkdtempSync(path.join(tmp, "repo-"));
+    fs.copyFileSync(path.join(REPO, "build.ts"), path.join(bare, "build.ts"));
+    fs.symlinkSync(path.join(REPO, "lib"), path.join(bare, "lib"));
+    fs.symlinkSync(path.join(REPO, "node_modules"), path.join(bare, "node_modules"));
+    const r = Bun.spawnSync([process.execPath, path.join(bare, "build.ts"), "--arch", "arm64", "--out", path.join(tmp, "y.img")], { env: { ...process.env, BUN_BE_BUN: "1" } });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr.toString()).toContain(`--arch arm64 on this x64 host needs the sysroot ${path.join(bare, ".cache/sysroot-arm64")}, which is missing: run bash scripts/arm64-sysroot.sh`);
   });
 
   test("bad option values", () => {

@@ -18,6 +18,7 @@ import { PAYLOAD_IMAGE, PAYLOAD_MOUNT, bootModuleOrder, splitPayload } from "./p
 import { BUSYBOX, CONFIG_PATH, EMERGENCY_PASSWORD_HASH, INIT_PATH, SFTP_HOST_KEY, SFTP_KEY, SHIM_PATH, UDHCPC_SCRIPT, USR_HASHES } from "../paths.ts";
 import { parseStreamHashList } from "../streamhash.ts";
 import { messageOf } from "../errors.ts";
+import { ARCH_SPECS, searchDirsFor, type Arch } from "./arch.ts";
 
 export type Compression = "zstd" | "xz" | "gzip" | "none";
 
@@ -71,6 +72,12 @@ export interface BuildOptions {
   layout?: Layout;
   /** squashfs block size of the payload image (bytes, power of two, 4 KiB .. 1 MiB). */
   payloadBlockSize?: number;
+  /**
+   * The target architecture (lib/initrd/arch.ts): every binary must be of it,
+   * libraries are looked up in its multiarch directories, and config.json
+   * records it. Default: x64.
+   */
+  arch?: Arch;
   log?: (line: string) => void;
 }
 
@@ -336,10 +343,22 @@ function addSkeleton(tree: InitrdTree): void {
   tree.file("/etc/initrd-release", new TextEncoder().encode('NAME="bunboot minimal initrd"\nID=bunboot\n'), 0o644, "skeleton");
 }
 
-function addBusybox(tree: InitrdTree, busybox: string): void {
+/**
+ * How to run the target's static busybox on this machine: directly when the
+ * architectures match, else through Debian's qemu-user (a static binary
+ * needs no sysroot there).
+ */
+export function busyboxListArgv(busyboxHostPath: string, arch: Arch, hostArch: string): string[] {
+  if (arch === hostArch) return [busyboxHostPath, "--list-full"];
+  return [ARCH_SPECS[arch].qemuUser, busyboxHostPath, "--list-full"];
+}
+
+function addBusybox(tree: InitrdTree, busybox: string, arch: Arch): void {
   tree.hostBinary(busybox, BUSYBOX, "tools");
-  const r = Bun.spawnSync([path.join(tree.sysroot, busybox), "--list-full"]);
-  if (r.exitCode !== 0) throw new BuildError(`${busybox} --list-full failed: is it busybox?`);
+  const argv = busyboxListArgv(path.join(tree.sysroot, busybox), arch, process.arch);
+  if (!fs.existsSync(argv[0]!)) throw new BuildError(`listing the applets of the ${arch} busybox needs ${argv[0]} (Debian's qemu-user; scripts/deps.sh installs it)`);
+  const r = Bun.spawnSync(argv, { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new BuildError(`${argv.join(" ")} failed (${r.exitCode}): is ${busybox} busybox for ${arch}? ${r.stderr.toString()}`);
   const kmodNames = new Set(KMOD_LINKS.concat(["depmod"]));
   for (const applet of r.stdout.toString().split("\n").filter(Boolean)) {
     // kmod's tools win over busybox's applets of the same name.
@@ -408,7 +427,8 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   if (!fs.existsSync(path.join(opts.modulesRoot, kver, "modules.dep"))) {
     throw new BuildError(`--kernel-version ${kver}: no ${path.join(opts.modulesRoot, kver, "modules.dep")}; installed: ${safeList(opts.modulesRoot)}`);
   }
-  const tree = new InitrdTree(opts.sysroot);
+  const arch = opts.arch ?? "x64";
+  const tree = new InitrdTree(opts.sysroot, undefined, { searchDirs: searchDirsFor(arch), machine: ARCH_SPECS[arch].elfMachine });
   addSkeleton(tree);
   addRemoteUsr(tree, opts);
   addEmergencyPassword(tree, opts.emergencyPasswordHash);
@@ -421,7 +441,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     initSize = fs.statSync(opts.initBinary).size;
     tree.file(SHIM_PATH, new TextEncoder().encode(SHIM), 0o755, "skeleton");
   }
-  addBusybox(tree, opts.busybox);
+  addBusybox(tree, opts.busybox, arch);
   for (const [candidates, dest] of opts.referenceInit ? [...TOOLS, ...REFERENCE_TOOLS] : TOOLS) tree.hostBinary(firstExisting(tree, candidates), dest, "tools");
   for (const l of KMOD_LINKS) tree.symlink(`/sbin/${l}`, "/bin/kmod", "tools");
   // The compiled init is a glibc program too: its libraries join the closure.
@@ -439,7 +459,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     .update(String(initSize))
     .digest("hex")
     .slice(0, 16);
-  const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver, ...(opts.profile ? { profile: opts.profile } : {}) };
+  const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver, ...(opts.profile ? { profile: opts.profile } : {}), arch };
   tree.file(CONFIG_PATH, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), 0o644, "skeleton");
 
   fs.mkdirSync(path.dirname(opts.out), { recursive: true });

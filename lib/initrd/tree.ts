@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { CpioEntry } from "./cpio.ts";
-import { isElf, resolveClosure, type ElfHost } from "./elf.ts";
+import { ElfError, isElf, resolveClosure, type ElfHost } from "./elf.ts";
 
 export class BuildError extends Error {}
 
@@ -56,6 +56,8 @@ export class InitrdTree {
   constructor(
     readonly sysroot: string,
     readonly host: ElfHost = hostFs(sysroot),
+    /** The target's loader directories and e_machine (lib/initrd/arch.ts); default: any architecture, both multiarch dirs. */
+    readonly target: { searchDirs?: string[]; machine?: number } = {},
   ) {}
 
   dir(p: string, mode = 0o755): void {
@@ -103,7 +105,14 @@ export class InitrdTree {
       readFile: (p) => local.get(p) ?? host.readFile(p),
       realpath: (p) => (local.has(p) ? p : host.realpath(p)),
     };
-    const { libs, interpreters } = resolveClosure(this.elfBinaries, view);
+    let closure: ReturnType<typeof resolveClosure>;
+    try {
+      closure = resolveClosure(this.elfBinaries, view, { searchDirs: this.target.searchDirs, machine: this.target.machine });
+    } catch (e) {
+      if (e instanceof ElfError) throw new BuildError(`${e.message}${this.sysroot !== "/" ? ` (sysroot ${this.sysroot})` : ""}`);
+      throw e;
+    }
+    const { libs, interpreters } = closure;
     for (const lib of libs) {
       const data = this.host.readFile(lib.hostPath);
       if (!data) throw new BuildError(`cannot read ${lib.hostPath}`);

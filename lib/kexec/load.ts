@@ -23,6 +23,7 @@ import {
   slotState,
   verityHashFromKernel,
   verityHashReadLength,
+  kernelFormatProblem,
   type GrubVars,
   type Platform,
 } from "./plan.ts";
@@ -207,6 +208,10 @@ export function makePlan(opts: KexecOptions, hold: Mounted[]): KexecPlan {
   const kernelFile = path.join(espDir, kernelOnEsp);
   if (!fs.existsSync(kernelFile)) throw new KexecError(`the kernel for ${slot.name} is missing: ${kernelFile}`);
   const head = readAt(kernelFile, 0, verityHashReadLength(process.arch));
+  // Said in the plan (and by --dry-run); the load itself then fails with ENOEXEC and falls back
+  // to a firmware reboot like any other refused image.
+  const formatProblem = kernelFormatProblem(head, process.arch);
+  if (formatProblem) warnings.push(`${kernelFile}: ${formatProblem}`);
   const verityHash = verityHashFromKernel(head, process.arch);
   if (!verityHash) warnings.push(`${kernelFile} carries no verity hash; the command line gets no verity.usrhash= (as with GRUB)`);
   const firstBoot = fs.existsSync(path.join(espDir, "flatcar/first_boot")) || fs.existsSync(path.join(espDir, "coreos/first_boot"));

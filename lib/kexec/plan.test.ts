@@ -1,8 +1,14 @@
 // The pure parts of the kexec plan: kernel path, verity hash in the kernel image, OEM grub.cfg
 // `set` lines, and the command line in GRUB's order.
 import { describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
 import {
   assembleCmdline,
+  kernelFormatProblem,
+  kernelImageFormat,
+  verityHashReadLength,
   CMDLINE_MAX_WITH_NUL,
   defaultConsole,
   KexecPlanError,
@@ -153,5 +159,75 @@ describe("command line", () => {
     expect(assembleCmdline({ ...base, oem: { linux_append: fits } }).length).toBe(CMDLINE_MAX_WITH_NUL - 1);
     expect(() => assembleCmdline({ ...base, oem: { linux_append: fits + "a" } })).toThrow(KexecPlanError);
     expect(() => assembleCmdline({ ...base, oem: { linux_append: fits + "a" } })).toThrow(/2018 bytes with its NUL, over the limit of 2017 .*linux_append/);
+  });
+});
+
+// The arm64 path against Debian's real arm64 kernel, from the sysroot that
+// scripts/arm64-sysroot.sh unpacks (scripts/test.sh runs it, so npm test has it).
+const SYSROOT_BOOT = path.resolve(import.meta.dir, "../../.cache/sysroot-arm64/boot");
+const arm64Vmlinuz = fs.existsSync(SYSROOT_BOOT) ? fs.readdirSync(SYSROOT_BOOT).filter((f) => f.startsWith("vmlinuz-")).sort().at(-1) : undefined;
+if (!arm64Vmlinuz) console.warn(`plan.test.ts: no vmlinuz-* in ${SYSROOT_BOOT} (bash scripts/arm64-sysroot.sh unpacks Debian's arm64 kernel there): skipping the tests against a real arm64 kernel`);
+
+/** Debian's arm64 vmlinuz as the raw Image kexec needs: gunzipped when the package ships it compressed. */
+function arm64Image(): Uint8Array {
+  const file = new Uint8Array(fs.readFileSync(path.join(SYSROOT_BOOT, arm64Vmlinuz!)));
+  return file[0] === 0x1f && file[1] === 0x8b ? new Uint8Array(gunzipSync(file)) : file;
+}
+
+describe.skipIf(!arm64Vmlinuz)("arm64: Debian's arm64 kernel image", () => {
+  const image = arm64Vmlinuz ? arm64Image() : new Uint8Array();
+  const text = (from: number, to: number) => String.fromCharCode(...image.subarray(from, to));
+
+  test("is a raw Image (ARM\\x64 at 0x38, behind the EFI stub's MZ and PE headers), which arm64 kexec loads and x64's does not", () => {
+    const head = image.subarray(0, verityHashReadLength("arm64"));
+    expect(text(0x38, 0x3c)).toBe("ARM\x64");
+    expect(kernelImageFormat(head)).toBe("arm64-image");
+    expect(kernelFormatProblem(head, "arm64")).toBeNull();
+    expect(kernelFormatProblem(head, "x64")).toBe("the kernel image is an arm64 Image, but this x64 machine's kexec loads only an x86 bzImage");
+  });
+
+  test("compressed, it is refused with what to do", () => {
+    const gz = new Uint8Array(gzipSync(image.subarray(0, 1 << 20)));
+    expect(kernelImageFormat(gz)).toBe("gzip");
+    expect(kernelFormatProblem(gz, "arm64")).toBe("the kernel image is gzip-compressed, but this arm64 machine's kexec loads only a raw arm64 Image: decompress it to the raw Image first");
+    const zboot = new Uint8Array(64);
+    zboot.set(new TextEncoder().encode("MZ\0\0zimg"));
+    expect(kernelFormatProblem(zboot, "arm64")).toContain("an EFI zboot (compressed) image");
+  });
+
+  test("carries no verity hash of its own: the 64 bytes at 512 are code padding, not hex", () => {
+    expect(verityHashFromKernel(image.subarray(0, verityHashReadLength("arm64")), "arm64")).toBeNull();
+  });
+
+  test("the hash Flatcar's build writes at 512 is found there, and the image stays an Image; at 64 (x64's offset) it would overwrite the PE header", () => {
+    // Offset 64 of an arm64 Image is the PE signature the EFI stub needs: x64's offset cannot be used.
+    expect(text(64, 68)).toBe("PE\0\0");
+    const withHash = image.slice(0, 1 << 16);
+    withHash.set(new TextEncoder().encode(HASH), 512);
+    const head = withHash.subarray(0, verityHashReadLength("arm64"));
+    expect(verityHashFromKernel(head, "arm64")).toBe(HASH);
+    expect(verityHashFromKernel(head, "x64")).toBeNull();
+    expect(kernelImageFormat(head)).toBe("arm64-image");
+    expect(String.fromCharCode(...withHash.subarray(64, 68))).toBe("PE\0\0");
+    // And the command line an arm64 EFI machine gets from it: ttyAMA0, acpi=force, the hash last.
+    const cmdline = assembleCmdline({ usrPartUuid: USR_A_PARTUUID, oem: {}, firstBoot: false, verityHash: verityHashFromKernel(head, "arm64"), platform: "efi", arch: "arm64" });
+    expect(cmdline).toBe(
+      `mount.usr=/dev/mapper/usr verity.usr=PARTUUID=${USR_A_PARTUUID} rootflags=rw mount.usrflags=ro consoleblank=0 root=LABEL=ROOT console=ttyAMA0,115200n8 acpi=force verity.usrhash=${HASH}`,
+    );
+  });
+});
+
+describe("kernel image formats", () => {
+  test("x86 bzImage by HdrS at 0x202; unknown bytes are named", () => {
+    const bz = new Uint8Array(0x300);
+    bz.set(new TextEncoder().encode("HdrS"), 0x202);
+    expect(kernelImageFormat(bz)).toBe("x86-bzimage");
+    expect(kernelFormatProblem(bz, "x64")).toBeNull();
+    expect(kernelFormatProblem(bz, "arm64")).toBe("the kernel image is an x86 bzImage, but this arm64 machine's kexec loads only a raw arm64 Image");
+    expect(kernelFormatProblem(new Uint8Array(0x300), "x64")).toContain("not a kernel image format this tool knows");
+    expect(kernelFormatProblem(bz, "riscv64")).toBe("no kexec kernel format known for architecture riscv64");
+    // The read covers the format magic on both architectures.
+    expect(verityHashReadLength("x64")).toBeGreaterThanOrEqual(0x206);
+    expect(verityHashReadLength("arm64")).toBe(576);
   });
 });

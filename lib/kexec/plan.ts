@@ -80,9 +80,44 @@ export function kernelPathForSlot(partUuid: string): string {
 export const VERITY_HASH_OFFSET: Readonly<Record<string, number>> = { x64: 64, arm64: 512 };
 export const VERITY_HASH_LENGTH = 64;
 
-/** Bytes of the kernel image to read for verityHashFromKernel. */
+/** Bytes of the kernel image to read for verityHashFromKernel and kernelImageFormat. */
 export function verityHashReadLength(arch: string): number {
-  return verityHashOffset(arch) + VERITY_HASH_LENGTH;
+  return Math.max(verityHashOffset(arch) + VERITY_HASH_LENGTH, KERNEL_FORMAT_BYTES);
+}
+
+/** What kernelImageFormat needs: x86's boot protocol header ends its magic at 0x206. */
+export const KERNEL_FORMAT_BYTES = 0x206;
+
+export type KernelFormat = "arm64-image" | "x86-bzimage" | "gzip" | "efi-zboot" | "unknown";
+
+/**
+ * The kernel image's format from its first bytes: arm64's raw Image has
+ * "ARM\x64" at 0x38 (with or without the EFI stub's "MZ" in front), an x86
+ * bzImage "HdrS" at 0x202, an EFI zboot image "zimg" at 4 behind "MZ", a
+ * gzip file 1f 8b. Debian's arm64 vmlinuz is the raw Image; Flatcar's too.
+ */
+export function kernelImageFormat(head: Uint8Array): KernelFormat {
+  const at = (off: number, s: string) => head.length >= off + s.length && [...s].every((c, i) => head[off + i] === c.charCodeAt(0));
+  if (at(0x38, "ARM\x64")) return "arm64-image";
+  if (at(0x202, "HdrS")) return "x86-bzimage";
+  if (at(0, "MZ") && at(4, "zimg")) return "efi-zboot";
+  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  return "unknown";
+}
+
+/**
+ * Why kexec_file_load on `arch` would refuse this kernel image, or null when
+ * it takes it. arm64 loads only the raw Image (a compressed vmlinuz.gz or an
+ * EFI zboot image gets ENOEXEC); x64 only a bzImage.
+ */
+export function kernelFormatProblem(head: Uint8Array, arch: string): string | null {
+  const f = kernelImageFormat(head);
+  const want = arch === "arm64" ? "arm64-image" : arch === "x64" ? "x86-bzimage" : null;
+  if (want === null) return `no kexec kernel format known for architecture ${arch}`;
+  if (f === want) return null;
+  const what = { "arm64-image": "an arm64 Image", "x86-bzimage": "an x86 bzImage", gzip: "gzip-compressed", "efi-zboot": "an EFI zboot (compressed) image", unknown: "not a kernel image format this tool knows" }[f];
+  const hint = arch === "arm64" && (f === "gzip" || f === "efi-zboot") ? ": decompress it to the raw Image first" : "";
+  return `the kernel image is ${what}, but this ${arch} machine's kexec loads ${arch === "arm64" ? "only a raw arm64 Image" : "only an x86 bzImage"}${hint}`;
 }
 
 export function verityHashOffset(arch: string): number {

@@ -20,6 +20,7 @@ import {
   type VerityImage,
 } from "./images.ts";
 import { DIST_INITRD } from "./vm.ts";
+import type { Arch } from "../../lib/initrd/arch.ts";
 
 export interface Fixtures {
   bootengine: string;
@@ -75,4 +76,37 @@ export function fixtures(): Fixtures {
   ]);
   cached = { bootengine, usrA, usrB, flatcarDisk, abDisk, plainDisk, usrSquashfs: path.join(CACHE, "usr-a.squashfs") };
   return cached;
+}
+
+export interface ArchFixtures {
+  bootengine: string;
+  usrA: VerityImage;
+  /** Flatcar layout, only USR-A populated. */
+  flatcarDisk: string;
+  usrSquashfs: string;
+}
+const archCached = new Map<Arch, ArchFixtures>();
+
+/**
+ * The Flatcar-layout disk and the PXE /usr image for another architecture's
+ * scenarios: the disk layout and verity are the same, only the stage-2 test
+ * init inside /usr is built from that architecture's busybox and dmsetup.
+ */
+export function archFixtures(arch: Arch): ArchFixtures {
+  const hit = archCached.get(arch);
+  if (hit) return hit;
+  fs.mkdirSync(CACHE, { recursive: true });
+  const bootengine = buildStage2(arch);
+  const usrTree = buildUsrTree(`a-${arch}`, "USR-A", bootengine);
+  const usrSquashfs = squashfs(usrTree, path.join(CACHE, `usr-a-${arch}.squashfs`));
+  const usrA = verityImage(usrSquashfs, path.join(CACHE, `usr-a-${arch}.verity`));
+  const flatcarDisk = gptDisk(path.join(CACHE, `flatcar-${arch}.disk`), [
+    { label: "EFI-SYSTEM", type: "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", sizeBytes: 1 << 20 },
+    { label: "BIOS-BOOT", type: "21686148-6449-6e6f-744e-656564454649", sizeBytes: 1 << 20 },
+    { label: "USR-A", type: USR_TYPE, uuid: USR_A_UUID, sizeBytes: FLATCAR_USR_BYTES, image: usrA.path },
+    { label: "USR-B", type: USR_TYPE, uuid: USR_B_UUID, sizeBytes: FLATCAR_USR_BYTES },
+  ]);
+  const fx = { bootengine, usrA, flatcarDisk, usrSquashfs };
+  archCached.set(arch, fx);
+  return fx;
 }

@@ -7,6 +7,7 @@ import path from "node:path";
 import { encodeNewc, type CpioEntry } from "../../lib/initrd/cpio.ts";
 import { resolveClosure } from "../../lib/initrd/elf.ts";
 import { hostFs } from "../../lib/initrd/tree.ts";
+import { archInputs, searchDirsFor, type Arch } from "../../lib/initrd/arch.ts";
 import { REPO } from "./vm.ts";
 
 export const CACHE = path.join(REPO, ".cache/images");
@@ -72,20 +73,30 @@ echo "STAGE2: done"
 busybox poweroff -f
 `;
 
-/** The test full initrd (bootengine.img): busybox, dmsetup and its libraries, and the init above. */
-export function buildStage2(): string {
-  const out = path.join(CACHE, "bootengine.img");
-  const dir = path.join(CACHE, "stage2-root");
+/**
+ * The test full initrd (bootengine.img): busybox, dmsetup and its libraries,
+ * and the init above; for arm64 (bootengine-arm64.img) all of them from the
+ * arm64 sysroot on an x64 host (scripts/arm64-sysroot.sh).
+ */
+export function buildStage2(arch: Arch = "x64"): string {
+  const suffix = arch === "x64" ? "" : `-${arch}`;
+  const out = path.join(CACHE, `bootengine${suffix}.img`);
+  const dir = path.join(CACHE, `stage2-root${suffix}`);
+  const { sysroot } = archInputs(arch, process.arch, REPO);
+  const inRoot = (p: string) => path.join(sysroot, p);
+  const dmsetup = fs.existsSync(inRoot("/usr/sbin/dmsetup")) ? "/usr/sbin/dmsetup" : "/sbin/dmsetup";
+  if (!fs.existsSync(inRoot("/bin/busybox")) || !fs.existsSync(inRoot(dmsetup))) throw new Error(`the ${arch} stage-2 init needs busybox and dmsetup in ${sysroot}${sysroot === "/" ? "" : " (bash scripts/arm64-sysroot.sh)"}`);
   fs.rmSync(dir, { recursive: true, force: true });
   for (const d of ["bin", "sbin", "proc", "sys", "dev", "run", "sysusr/usr", "oem", "etc", "tmp"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
-  fs.copyFileSync("/bin/busybox", path.join(dir, "bin/busybox"));
+  fs.copyFileSync(inRoot("/bin/busybox"), path.join(dir, "bin/busybox"));
   fs.chmodSync(path.join(dir, "bin/busybox"), 0o755);
-  fs.copyFileSync("/usr/sbin/dmsetup", path.join(dir, "sbin/dmsetup"));
+  fs.copyFileSync(inRoot(dmsetup), path.join(dir, "sbin/dmsetup"));
   fs.chmodSync(path.join(dir, "sbin/dmsetup"), 0o755);
-  const { libs, interpreters } = resolveClosure(["/usr/sbin/dmsetup"], hostFs("/"));
-  for (const l of [...libs.map((x) => [x.hostPath, x.initrdPath] as const), ...interpreters.map((i) => [i, i] as const)]) {
+  const { libs, interpreters } = resolveClosure([dmsetup], hostFs(sysroot), { searchDirs: searchDirsFor(arch) });
+  const real = (p: string) => hostFs(sysroot).realpath(p) ?? p;
+  for (const l of [...libs.map((x) => [x.hostPath, x.initrdPath] as const), ...interpreters.map((i) => [real(i), i] as const)]) {
     fs.mkdirSync(path.join(dir, path.dirname(l[1])), { recursive: true });
-    fs.copyFileSync(l[0], path.join(dir, l[1]));
+    fs.copyFileSync(inRoot(l[0]), path.join(dir, l[1]));
   }
   fs.writeFileSync(path.join(dir, "init"), STAGE2_INIT, { mode: 0o755 });
   fs.rmSync(out, { force: true });
