@@ -8,6 +8,7 @@
 import { describe, expect, test } from "bun:test";
 import { fixtures, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, USR_A_UUID } from "./harness/images.ts";
+import { expectCtrlCStopsJob } from "./harness/shell.ts";
 import { vmSlots } from "./harness/slots.ts";
 import { bootToStage2, Vm, type VmOptions } from "./harness/vm.ts";
 
@@ -36,12 +37,7 @@ async function failThenShell(vm: Vm, tty: string): Promise<string> {
     const mark = vm.console.length;
     vm.send("echo CONSOLE-OK-$((40 + 2)) tty=$(tty) active=[$(cat /sys/class/tty/console/active)] unopened=$(dmesg | grep -c 'unable to open an initial console')\n");
     await vm.expect(/CONSOLE-OK-42 tty=\S+ active=\[[^\]]*\] unopened=\d+/, 30_000, mark);
-    const jobs = vm.console.length;
-    vm.send("sleep 600\n");
-    await Bun.sleep(2000);
-    vm.send("\x03");
-    vm.send("echo after-$((6 * 7))\n");
-    await vm.expect("after-42", 30_000, jobs);
+    await expectCtrlCStopsJob(vm);
     const shell = vm.console.slice(mark);
     expect(shell).toContain(`tty=${tty} `);
     return shell;
