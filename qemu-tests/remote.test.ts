@@ -8,22 +8,17 @@ import path from "node:path";
 import { createHash } from "node:crypto";
 import { encodeNewc } from "../lib/initrd/cpio.ts";
 import { startTestServer, type TestServer } from "../lib/testing/testserver.ts";
-import { formatStreamHashList, StreamHasher } from "../lib/streamhash.ts";
 import { fixtures, initrdWith, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, concatInitrds, cpioArchive } from "./harness/images.ts";
+import { bootRemoteToStage2, CHUNK, guestUrl as guest, initrdWithHashList as withHashList, remoteUsr, userNic } from "./harness/remote-usr.ts";
 import { freePort, GUEST_HOST, startSshd, type Sshd } from "./harness/servers.ts";
-import { bootToStage2 as runStage2, Vm } from "./harness/vm.ts";
+import { Vm } from "./harness/vm.ts";
 
 const BOOT_MS = 300_000;
-const NIC = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"];
-const CHUNK = 256 * 1024;
+const NIC = userNic();
 
 const fx = fixtures();
-const image = fs.readFileSync(fx.usrSquashfs);
-const sha = createHash("sha256").update(image).digest("hex");
-const hasher = new StreamHasher(CHUNK);
-hasher.update(image);
-const hashList = formatStreamHashList(hasher.finish());
+const { image, sha256: sha, hashList } = remoteUsr();
 const tamperedPath = path.join(CACHE, "usr-tampered.squashfs");
 const TAMPER_AT = 5 * CHUNK + 100;
 {
@@ -40,8 +35,6 @@ fs.writeFileSync(
 );
 const pxeCpio = path.join(CACHE, "usr-pxe.cpio");
 fs.writeFileSync(pxeCpio, Buffer.concat(encodeNewc([{ kind: "file", path: "usr.squashfs", data: image }])));
-
-const withHashList = () => initrdWith("hashlist", [{ path: "etc/bunboot/usr.hashes", data: new TextEncoder().encode(hashList) }]);
 
 let http: TestServer;
 let httpsServer: TestServer;
@@ -68,16 +61,7 @@ afterAll(async () => {
   sshd?.stop();
 });
 
-const guest = (s: TestServer, p: string) => `${s.url.replace("127.0.0.1", GUEST_HOST)}${p}`;
-
-async function bootToStage2(vm: Vm): Promise<Record<string, string>> {
-  const facts = await runStage2(vm, BOOT_MS);
-  expect(facts.pid).toBe("1");
-  expect(facts.sysusr).toMatch(/^\/dev\/loop\d+ squashfs ro/);
-  expect(facts.slot).toBe("USR-A");
-  expect(facts.usr_squashfs).toBe("present");
-  return facts;
-}
+const bootToStage2 = (vm: Vm) => bootRemoteToStage2(vm, BOOT_MS);
 
 async function bootToFailure(vm: Vm): Promise<string> {
   try {

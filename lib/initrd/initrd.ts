@@ -185,9 +185,46 @@ if [ "$($B uname -m)" = x86_64 ]; then
   done
 fi
 [ -z "$missing" ] || give_up "this CPU lacks$missing, which the Bun runtime needs (x86-64-v2: Nehalem or newer; no Bun build runs on this CPU)"
-${mountPayload}${EARLY_COLDPLUG}exec ${INIT_PATH} "$@"
+${mountPayload}${CONSOLE_LATE}${EARLY_COLDPLUG}exec ${INIT_PATH} "$@"
 `;
 }
+
+/** The drivers of a console the kernel cannot have at start: virtio_console (hvc0), a module in distribution kernels. */
+export const LATE_CONSOLE_MODULES = ["virtio_pci", "virtio_console"];
+/** How long the shim waits for /dev/console after loading them, in tenths of a second. */
+export const LATE_CONSOLE_WAIT_TENTHS = 50;
+
+// console=hvc0 names a virtio console, and its drivers are modules: when
+// the kernel starts /init there is no such console yet, so it says "unable
+// to open an initial console" and PID 1 starts with descriptors 0-2 closed.
+// Left so (measured in QEMU), the Bun runtime puts /dev/null on 0-2, the
+// init finds no /dev/console to open, its own console lines and the
+// "Press Enter" prompt go nowhere (hvc0 shows only the kernel's echo of
+// /dev/kmsg once coldplug loads the driver), and the prompt reads /dev/null
+// until it times out. So the shim loads the drivers, waits for /dev/console
+// to open (the port shows up a moment after the driver binds), and makes it
+// the init's 0-2, which the emergency shell inherits; cttyhack then finds
+// the real tty (hvc0) in /sys/class/tty/console/active. If it never opens,
+// /dev/null holds 0-2, as the runtime would have done.
+// The kernel's lines from before the driver loaded never reach hvc0 (they
+// are in dmesg); docs/consoles.md.
+const CONSOLE_LATE = `if [ ! -e /proc/self/fd/0 ]; then
+  /sbin/modprobe -b -a -q -- ${LATE_CONSOLE_MODULES.join(" ")} </dev/null >/dev/null 2>&1
+  n=0
+  until $B true </dev/console 2>/dev/null; do
+    n=$((n + 1))
+    [ $n -gt ${LATE_CONSOLE_WAIT_TENTHS} ] && break
+    $B sleep 0.1
+  done
+  if [ $n -gt ${LATE_CONSOLE_WAIT_TENTHS} ]; then
+    exec 0</dev/null 1>/dev/null 2>&1
+    echo "<3>bunboot: no console to open even after loading ${LATE_CONSOLE_MODULES.join(" ")}: the boot goes on without one" >/dev/kmsg
+  else
+    exec 0<>/dev/console 1>&0 2>&0
+    echo "<5>bunboot: the kernel had no console at start; /dev/console opened after loading ${LATE_CONSOLE_MODULES.join(" ")} ($n tenths of a second)" >/dev/kmsg
+  fi
+fi
+`;
 
 // Loading the drivers of the devices the kernel already found starts here,
 // beside the Bun runtime's start (seconds under emulation, mostly page faults

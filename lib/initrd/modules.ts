@@ -42,8 +42,14 @@ export const DISK_MODULES: readonly string[] = [
   "nls_ascii",
 ];
 
-/** NICs for diskless boots (rd.usr.url=): clouds' and common servers'. */
-export const NIC_MODULES: readonly string[] = ["virtio_net", "e1000", "e1000e", "igb", "ixgbe", "vmxnet3", "hv_netvsc", "ena"];
+/**
+ * NICs for diskless boots (rd.usr.url=): clouds' and common servers', plus
+ * the Realtek 8139 (8139too, 8139cp for the C+ chips) and AMD PCnet
+ * (pcnet32) that hypervisors still emulate by default (QEMU -device rtl8139
+ * and pcnet, VirtualBox's PCnet-FAST III); qemu-tests/nics.test.ts boots
+ * over each NIC model QEMU offers.
+ */
+export const NIC_MODULES: readonly string[] = ["virtio_net", "e1000", "e1000e", "igb", "ixgbe", "vmxnet3", "hv_netvsc", "ena", "8139too", "8139cp", "pcnet32"];
 
 /**
  * Module sets by what the machine boots from. netboot (disks and the NICs

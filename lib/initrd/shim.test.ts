@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { shimScript } from "./initrd.ts";
+import { LATE_CONSOLE_MODULES, LATE_CONSOLE_WAIT_TENTHS, shimScript } from "./initrd.ts";
 import { EARLY_COLDPLUG_ENV } from "../early-coldplug.ts";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bunboot-shim-test-"));
@@ -61,5 +61,63 @@ describe("the shim's early driver loading", () => {
   test("a PID smuggled in through the command line's environment is dropped when it does not run", () => {
     const r = runEarlyColdplug("rd.earlyshell", { [EARLY_COLDPLUG_ENV]: "1" });
     expect(r.pid).toBe("");
+  });
+});
+
+/**
+ * Runs the shim's late-console block with the descriptors the kernel left
+ * (closed when `closed`), a stand-in modprobe that records its arguments and
+ * may make the console appear, and a file standing in for /dev/console.
+ */
+function runLateConsole(opts: { closed: boolean; consoleAppears: boolean; waitTenths?: number }): { modprobe: string; fds: Record<string, string>; kmsg: string; console: string } {
+  const dir = fs.mkdtempSync(path.join(tmp, "console-"));
+  const console = path.join(dir, "console");
+  const kmsg = path.join(dir, "kmsg");
+  const ran = path.join(dir, "modprobe-args");
+  const report = path.join(dir, "fds");
+  const modprobe = path.join(dir, "modprobe");
+  fs.writeFileSync(kmsg, "");
+  fs.writeFileSync(modprobe, `#!/bin/busybox sh\necho "$*" >> "${ran}"\n${opts.consoleAppears ? `: > "${console}"\n` : ""}`, { mode: 0o755 });
+  const script = shimScript({ modules: [] });
+  const start = script.indexOf("if [ ! -e /proc/self/fd/0 ]; then");
+  const end = script.indexOf("\nfi\n", start) + 4;
+  expect(start).toBeGreaterThan(0);
+  let block = script.slice(start, end).replaceAll("/sbin/modprobe", modprobe).replaceAll("/dev/console", console).replaceAll("/dev/kmsg", kmsg);
+  if (opts.waitTenths !== undefined) block = block.replaceAll(`-gt ${LATE_CONSOLE_WAIT_TENTHS}`, `-gt ${opts.waitTenths}`);
+  expect(block).not.toContain("/sbin/");
+  const body = `${opts.closed ? "exec 0<&- 1>&- 2>&-\n" : ""}B=/bin/busybox\n${block}exec 3>"${report}"\nfor f in 0 1 2; do echo "$f=$($B readlink /proc/$$/fd/$f)" >&3; done\necho to-stdout\n`;
+  const r = Bun.spawnSync(["/bin/busybox", "sh", "-c", body], { env: { PATH: "/usr/bin:/bin" }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  expect(r.exitCode).toBe(0);
+  const fds: Record<string, string> = {};
+  for (const line of fs.readFileSync(report, "utf8").trim().split("\n")) fds[line.slice(0, line.indexOf("="))] = line.slice(line.indexOf("=") + 1);
+  const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, "utf8") : "");
+  return { modprobe: read(ran).trim(), fds, kmsg: read(kmsg), console: read(console) };
+}
+
+describe("the shim when the kernel had no console (console=hvc0, virtio_console a module)", () => {
+  test("with the console the kernel opened, it does nothing", () => {
+    const r = runLateConsole({ closed: false, consoleAppears: true });
+    expect(r.modprobe).toBe("");
+    expect(r.fds["0"]).toBe("/dev/null");
+    expect(r.kmsg).toBe("");
+  });
+
+  test("with 0-2 closed it loads the console drivers and gives /dev/console to 0, 1 and 2", () => {
+    const r = runLateConsole({ closed: true, consoleAppears: true });
+    expect(r.modprobe).toBe(`-b -a -q -- ${LATE_CONSOLE_MODULES.join(" ")}`);
+    expect(LATE_CONSOLE_MODULES).toContain("virtio_console");
+    expect(new Set(Object.values(r.fds)).size).toBe(1);
+    expect(r.fds["0"]).toEndWith("/console");
+    // What the init and its children write goes there.
+    expect(r.console).toBe("to-stdout\n");
+    expect(r.kmsg).toMatch(/^<5>bunboot: the kernel had no console at start; \S+\/console opened after loading virtio_pci virtio_console \(0 tenths of a second\)\n$/);
+  });
+
+  test("when the console never appears it gives up after the wait and holds 0-2 with /dev/null", () => {
+    const t0 = performance.now();
+    const r = runLateConsole({ closed: true, consoleAppears: false, waitTenths: 3 });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(300);
+    expect(r.fds).toEqual({ "0": "/dev/null", "1": "/dev/null", "2": "/dev/null" });
+    expect(r.kmsg).toContain("<3>bunboot: no console to open even after loading virtio_pci virtio_console: the boot goes on without one");
   });
 });

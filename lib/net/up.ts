@@ -50,10 +50,25 @@ function interfaces(): string[] {
   }
 }
 
+/** The driver bound to an interface's device ("e1000", "virtio_net"); null for virtual ones. */
+function driverOf(name: string): string | null {
+  try {
+    const target = fs.readlinkSync(`/sys/class/net/${name}/device/driver`);
+    return target.slice(target.lastIndexOf("/") + 1);
+  } catch {
+    return null;
+  }
+}
+
+/** "eth0 (driver e1000, mac 52:54:00:12:34:56, carrier up)". */
+function describeInterface(n: string): string {
+  return `${n} (driver ${driverOf(n) ?? "none"}, mac ${readSysValue(`/sys/class/net/${n}/address`) ?? "?"}, carrier ${readSysValue(`/sys/class/net/${n}/carrier`) === "1" ? "up" : "down"})`;
+}
+
 function describeInterfaces(): string {
   const names = interfaces();
   if (names.length === 0) return "none (no network driver found a NIC)";
-  return names.map((n) => `${n} (mac ${readSysValue(`/sys/class/net/${n}/address`) ?? "?"}, carrier ${readSysValue(`/sys/class/net/${n}/carrier`) === "1" ? "up" : "down"})`).join(", ");
+  return names.map(describeInterface).join(", ");
 }
 
 async function ip(...args: string[]): Promise<void> {
@@ -111,6 +126,9 @@ export async function bringUpNetwork(p: BootParams, devices: DeviceManager): Pro
   const iface = await waitFor(`carrier on ${candidates.join(", ")}`, carrierMs, devices, () => candidates.find((n) => readSysValue(`/sys/class/net/${n}/carrier`) === "1") ?? null);
   if (!iface) throw new BootError(`no carrier on ${candidates.join(", ")} after ${carrierMs / 1000} s (cable, switch port?); interfaces: ${describeInterfaces()}`, { param: "ip" });
 
+  // Which NIC and driver the boot goes through: the first thing to compare
+  // with the kernel's own lines when a NIC model misbehaves.
+  log.info(`using ${describeInterface(iface)}`);
   let state: NetState;
   // A retry after the emergency shell finds the last attempt's address:
   // start from a clean interface, and replace rather than add the route.
