@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   qemu-system-x86        # boots the scenarios (TCG)
+  qemu-utils             # qemu-img: the SD-card scenario's power-of-two qcow2 overlay
   linux-image-amd64      # the real Debian kernel and its modules
   busybox-static         # shim, emergency shell, stage-2 test init
   kmod                   # modprobe in the initrd, depmod at build time
