@@ -3,6 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import path from "node:path";
 import { fixtures, requireInitrd } from "./harness/fixtures.ts";
+import { expectHandover } from "./harness/handover.ts";
 import { CACHE, concatInitrds, cpioArchive, USR_A_UUID } from "./harness/images.ts";
 import { bootToStage2 as runStage2, REPO, Vm } from "./harness/vm.ts";
 
@@ -14,22 +15,6 @@ const bootToStage2 = (vm: Vm) => runStage2(vm, BOOT_MS);
  * dist/initrd.img, which has the default payload layout).
  */
 const FLAT_INITRD = path.join(REPO, "dist/initrd-flat.img");
-
-function expectHandover(facts: Record<string, string>) {
-  // The full initrd runs as PID 1 on the overlay, and no stage-1 process is left.
-  expect(facts.pid).toBe("1");
-  expect(facts.root).toBe("overlay");
-  expect(facts.stage1_procs).toBe("");
-  // The old initramfs was emptied: its ~100 MiB Bun executable no longer
-  // holds RAM (rootfs is a tmpfs, so its files count as Shmem).
-  expect(Number(facts.shmem_kib)).toBeLessThan(40 * 1024);
-  // The boot log survived in /run for stage 2.
-  expect(Number(facts.bootlog)).toBeGreaterThan(0);
-  // Nothing of the first stage stays attached: the full initrd's own loop
-  // device is the only one (a payload image would show up here).
-  expect(facts.loops!.trim().split(/\s+/)).toEqual(["/sysusr/usr/lib/flatcar/bootengine.img"]);
-  expect(facts.payload_mounts).toBe("0");
-}
 
 describe("boot to the full initrd", () => {
   requireInitrd();

@@ -10,6 +10,7 @@ PACKAGES=(
   qemu-system-x86        # boots the scenarios (TCG)
   qemu-system-arm        # qemu-system-aarch64: the arm64 scenarios (TCG)
   qemu-user              # qemu-aarch64 lists the arm64 busybox's applets at build time
+  qemu-utils             # qemu-img: the SD-card scenario's power-of-two qcow2 overlay
   linux-image-amd64      # the real Debian kernel and its modules
   busybox-static         # shim, emergency shell, stage-2 test init
   kmod                   # modprobe in the initrd, depmod at build time

@@ -1,4 +1,7 @@
 import { describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { newestKernel } from "./initrd.ts";
 import { DEFAULT_MODULES, DEFAULT_PROFILE, DIRECTORY_OMISSIONS, moduleName, modinfoValues, NIC_MODULES, parseBuiltin, parseModulesDep, PROFILES, selectModules, ModuleSelectionError } from "./modules.ts";
 
 const DEP = `kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
@@ -69,5 +72,25 @@ describe("module selection", () => {
   test("modinfo values", () => {
     const info = new TextEncoder().encode("license=GPL\0firmware=a.bin\0firmware=b/c.fw\0alias=x\0");
     expect(modinfoValues(info, "firmware")).toEqual(["a.bin", "b/c.fw"]);
+  });
+});
+
+// The drivers behind the controllers of qemu-tests/storage.test.ts, on the
+// host's Debian kernel (the one the scenarios boot): the disk profile must
+// ship each of them, whatever directory entry or omission selects them.
+describe("the storage-controller matrix's drivers", () => {
+  const MATRIX_DRIVERS = [
+    "virtio_blk", "virtio_scsi", "nvme", "ahci", "ata_piix", "xhci_pci", "usb_storage", "uas",
+    "sdhci_pci", "mmc_block", "mptsas", "scsi_transport_sas", "megaraid_sas", "vmw_pvscsi", "sym53c8xx", "sd_mod",
+  ];
+
+  test("are in the disk profile (and so in netboot), none of them omitted", () => {
+    const root = "/lib/modules";
+    const dir = path.join(root, newestKernel(root));
+    const read = (f: string) => fs.readFileSync(path.join(dir, f), "utf8");
+    const index = parseModulesDep(read("modules.dep"), read("modules.softdep"), read("modules.alias"));
+    const selected = new Set(selectModules(index, PROFILES.disk, parseBuiltin(read("modules.builtin")), DIRECTORY_OMISSIONS));
+    expect(MATRIX_DRIVERS.filter((m) => !selected.has(m))).toEqual([]);
+    expect(MATRIX_DRIVERS.filter((m) => DIRECTORY_OMISSIONS.includes(m))).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import { log } from "../log.ts";
 import type { ModuleLoader } from "../kmod.ts";
 import { openUeventSocket, close, errnoNameOf } from "../sys/index.ts";
-import { parseNetlinkUevent, type Uevent } from "./parse.ts";
+import { parseNetlinkUevent, parseUeventFile, type Uevent } from "./parse.ts";
 import { messageOf } from "../errors.ts";
 
 export class DeviceManager {
@@ -16,7 +16,11 @@ export class DeviceManager {
   private waiters: Array<() => void> = [];
   eventCount = 0;
 
-  constructor(private readonly modules: ModuleLoader) {}
+  /** `sysfs` is a seam for tests. */
+  constructor(
+    private readonly modules: Pick<ModuleLoader, "request">,
+    private readonly sysfs = "/sys",
+  ) {}
 
   /** Starts listening; must run before coldplug so no device falls in between. */
   start(): void {
@@ -77,30 +81,30 @@ export class DeviceManager {
    * Coldplug: asks for a module for every device already on a bus. Reading
    * the modalias files directly is cheaper than replaying "add" into every
    * uevent file, and it is idempotent, so waits re-run it to catch events
-   * lost to a full socket buffer.
+   * lost to a full socket buffer. Some buses announce MODALIAS in the uevent
+   * only and have no modalias file: an SD card's "mmc:block" (mmc_block),
+   * found while the shim's early job loaded sdhci_pci, before the listener
+   * ran. For a device without the file its uevent file is read instead.
    */
   coldplug(): number {
     const aliases: string[] = [];
     let buses: string[] = [];
     try {
-      buses = fs.readdirSync("/sys/bus");
+      buses = fs.readdirSync(`${this.sysfs}/bus`);
     } catch {
       return 0;
     }
     for (const bus of buses) {
       let devices: string[] = [];
       try {
-        devices = fs.readdirSync(`/sys/bus/${bus}/devices`);
+        devices = fs.readdirSync(`${this.sysfs}/bus/${bus}/devices`);
       } catch {
         continue;
       }
       for (const d of devices) {
-        try {
-          const alias = fs.readFileSync(`/sys/bus/${bus}/devices/${d}/modalias`, "utf8").trim();
-          if (alias) aliases.push(alias);
-        } catch {
-          // no modalias: a device no driver binds by alias
-        }
+        const dir = `${this.sysfs}/bus/${bus}/devices/${d}`;
+        const alias = readAttribute(`${dir}/modalias`) ?? modaliasOfUevent(readAttribute(`${dir}/uevent`));
+        if (alias) aliases.push(alias);
       }
     }
     this.modules.request(aliases);
@@ -118,4 +122,18 @@ export class DeviceManager {
       this.waiters.push(done);
     });
   }
+}
+
+/** A sysfs attribute's text without the newline, or null when the device has none. */
+function readAttribute(path: string): string | null {
+  try {
+    return fs.readFileSync(path, "utf8").trim();
+  } catch {
+    return null;
+  }
+}
+
+/** MODALIAS= of a uevent file's text (null: no file, or a device no driver binds by alias). */
+export function modaliasOfUevent(text: string | null): string | null {
+  return text === null ? null : (parseUeventFile(text).MODALIAS ?? null);
 }

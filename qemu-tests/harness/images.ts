@@ -231,3 +231,18 @@ export function concatInitrds(out: string, pieces: string[]): string {
   }
   return out;
 }
+
+/**
+ * A qcow2 overlay on a raw image, grown to the next power of two: QEMU's
+ * sd-card refuses other sizes. The base stays shared and untouched (reads
+ * past its end return zeros); the GPT's backup header is then not at the end
+ * of the disk, which the kernel notes and accepts, as it does on a dd'd card.
+ */
+export function powerOfTwoOverlay(base: string, out: string): string {
+  const bytes = fs.statSync(base).size;
+  let size = 1;
+  while (size < bytes) size *= 2;
+  fs.rmSync(out, { force: true });
+  sh(["qemu-img", "create", "-q", "-f", "qcow2", "-b", path.resolve(base), "-F", "raw", out, String(size)], "qemu-img create (power-of-two overlay)");
+  return out;
+}

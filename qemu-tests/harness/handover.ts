@@ -1,0 +1,19 @@
+// What every scenario that reaches stage 2 checks about the hand-over, on the
+// facts the stage-2 test init printed (harness/images.ts, STAGE2_INIT).
+import { expect } from "bun:test";
+
+export function expectHandover(facts: Record<string, string>): void {
+  // The full initrd runs as PID 1 on the overlay, and no stage-1 process is left.
+  expect(facts.pid).toBe("1");
+  expect(facts.root).toBe("overlay");
+  expect(facts.stage1_procs).toBe("");
+  // The old initramfs was emptied: its ~100 MiB Bun executable no longer
+  // holds RAM (rootfs is a tmpfs, so its files count as Shmem).
+  expect(Number(facts.shmem_kib)).toBeLessThan(40 * 1024);
+  // The boot log survived in /run for stage 2.
+  expect(Number(facts.bootlog)).toBeGreaterThan(0);
+  // Nothing of the first stage stays attached: the full initrd's own loop
+  // device is the only one (a payload image would show up here).
+  expect(facts.loops!.trim().split(/\s+/)).toEqual(["/sysusr/usr/lib/flatcar/bootengine.img"]);
+  expect(facts.payload_mounts).toBe("0");
+}
