@@ -7,11 +7,10 @@ import path from "node:path";
 import { fixtures, requireInitrd } from "./harness/fixtures.ts";
 import { expectHandover } from "./harness/handover.ts";
 import { CACHE, powerOfTwoOverlay, USR_A_UUID } from "./harness/images.ts";
+import { vmSlots } from "./harness/slots.ts";
 import { bootToStage2, Vm } from "./harness/vm.ts";
 
 const BOOT_MS = 240_000;
-/** VMs at once: the CI machine has 2 CPUs, and each TCG guest keeps one busy. */
-const PARALLEL_VMS = 2;
 /** A test's limit covers its wait for a VM slot: the whole table, run two by two. */
 const TEST_MS = 900_000;
 
@@ -137,20 +136,6 @@ const CONTROLLERS: Controller[] = [
   },
 ];
 
-/** At most PARALLEL_VMS VMs at once, whatever bun test's own concurrency. */
-let running = 0;
-const queued: Array<() => void> = [];
-async function withVmSlot<T>(fn: () => Promise<T>): Promise<T> {
-  while (running >= PARALLEL_VMS) await new Promise<void>((r) => queued.push(r));
-  running++;
-  try {
-    return await fn();
-  } finally {
-    running--;
-    queued.shift()?.();
-  }
-}
-
 /**
  * Whether the console has (or lacks) a line: the failure names the pattern
  * instead of printing the whole console (the VM log in .cache/vm-logs has it).
@@ -170,7 +155,7 @@ function kernelTime(consoleText: string, marker: string): number | null {
 const results: string[] = [];
 const fileStart = performance.now();
 afterAll(() => {
-  console.log(`storage matrix (${PARALLEL_VMS} VMs at a time), ${((performance.now() - fileStart) / 1000).toFixed(0)} s for the file:\n${results.join("\n")}`);
+  console.log(`storage matrix (${vmSlots.size} VMs at a time), ${((performance.now() - fileStart) / 1000).toFixed(0)} s for the file:\n${results.join("\n")}`);
 });
 
 describe("storage controllers: verity /usr by PARTUUID behind each", () => {
@@ -181,7 +166,7 @@ describe("storage controllers: verity /usr by PARTUUID behind each", () => {
 
   for (const c of CONTROLLERS) {
     test.concurrent(c.title, async () => {
-      const { vm, facts, seconds } = await withVmSlot(async () => {
+      const { vm, facts, seconds } = await vmSlots.run(async () => {
         const t0 = performance.now();
         const vm = new Vm({
           name: `storage-${c.name}`,
@@ -217,7 +202,7 @@ describe("storage controllers: verity /usr by PARTUUID behind each", () => {
   // same way: no init can boot this. The row asserts that documented failure
   // so it fails if QEMU or the kernel ever changes it.
   test.concurrent("LSI SAS1068 with a disk without a WWN: the driver binds, the kernel registers no disk (QEMU reports SAS address 0; no init can boot this)", async () => {
-    const vm = await withVmSlot(async () => {
+    const vm = await vmSlots.run(async () => {
       const vm = new Vm({
         name: "storage-mptsas1068-no-wwn",
         disks: [fx.flatcarDisk],
@@ -240,6 +225,8 @@ describe("storage controllers: verity /usr by PARTUUID behind each", () => {
     expectConsole(out, /scsi host\d+: ioc0: LSISAS1068/);
     expectConsole(out, `waiting for verity.usr=PARTUUID=${USR_A_UUID}`);
     expectConsole(out, 'boot failed in step "wait-usr"');
+    // The wait says so itself: a driver, and nothing on its bus.
+    expectConsole(out, /controllers with a driver but no disk: SCSI host\d+ \(mptsas\): no SCSI device found on its bus/);
     expectConsole(out, "attaching ssp device", false);
     expectConsole(out, SCSI_DISK, false);
     expectConsole(out, /\bsda\b/, false);
