@@ -119,7 +119,7 @@ IFS='
 PATH=/sbin:/bin
 B=${BUSYBOX}
 
-say() { echo "bunboot: $*" >/dev/console; echo "<3>bunboot: $*" >/dev/kmsg 2>/dev/null; }
+${OPEN_CONSOLE}say() { echo "bunboot: $*" >/dev/console; echo "<3>bunboot: $*" >/dev/kmsg 2>/dev/null; }
 power() {
   say "$1 now"
   $B sync
@@ -135,6 +135,7 @@ shell_forever() {
 # The busybox fallback when the Bun init cannot start: says why, then
 # follows rd.emergency=, rd.emergency.timeout= and rd.shell= like the init.
 give_up() {
+  open_console
   $B mount -t sysfs -o nosuid,nodev,noexec sysfs /sys 2>/dev/null
   $B mount -t devtmpfs -o nosuid devtmpfs /dev 2>/dev/null
   say "$1; the boot cannot continue"
@@ -185,12 +186,17 @@ if [ "$($B uname -m)" = x86_64 ]; then
   done
 fi
 [ -z "$missing" ] || give_up "this CPU lacks$missing, which the Bun runtime needs (x86-64-v2: Nehalem or newer; no Bun build runs on this CPU)"
-${mountPayload}${CONSOLE_LATE}${EARLY_COLDPLUG}exec ${INIT_PATH} "$@"
+${mountPayload}open_console
+${EARLY_COLDPLUG}exec ${INIT_PATH} "$@"
 `;
 }
 
-/** The drivers of a console the kernel cannot have at start: virtio_console (hvc0), a module in distribution kernels. */
-export const LATE_CONSOLE_MODULES = ["virtio_pci", "virtio_console"];
+/**
+ * The drivers of a console the kernel cannot have at start: virtio_console
+ * (hvc0), a module in distribution kernels, behind virtio-pci (x86, arm64
+ * -M virt's PCI devices) or virtio-mmio (arm64 -M virt's MMIO devices).
+ */
+export const LATE_CONSOLE_MODULES = ["virtio_pci", "virtio_mmio", "virtio_console"];
 /** How long the shim waits for /dev/console after loading them, in tenths of a second. */
 export const LATE_CONSOLE_WAIT_TENTHS = 50;
 
@@ -208,22 +214,45 @@ export const LATE_CONSOLE_WAIT_TENTHS = 50;
 // /dev/null holds 0-2, as the runtime would have done.
 // The kernel's lines from before the driver loaded never reach hvc0 (they
 // are in dmesg); docs/consoles.md.
-const CONSOLE_LATE = `if [ ! -e /proc/self/fd/0 ]; then
-  /sbin/modprobe -b -a -q -- ${LATE_CONSOLE_MODULES.join(" ")} </dev/null >/dev/null 2>&1
+// give_up runs it too, so the shim's own failures reach hvc0; before the
+// payload is mounted there is no modprobe yet, and only a console the kernel
+// already has can open. A driver named in rd.driver.blacklist= is not loaded
+// (kmod's -b covers modprobe.blacklist= itself); rd.break=pre-udev does not
+// hold it back, since that breakpoint's shell needs the console.
+// `command exec`: a redirection that fails on a plain exec ends the shell,
+// and this shell is PID 1.
+const OPEN_CONSOLE = `open_console() {
+  [ -e /proc/self/fd/0 ] && return 0
+  if [ -x /sbin/modprobe ] && ! console_blacklisted; then
+    /sbin/modprobe -b -a -q -- ${LATE_CONSOLE_MODULES.join(" ")} </dev/null >/dev/null 2>&1
+  fi
   n=0
   until $B true </dev/console 2>/dev/null; do
     n=$((n + 1))
     [ $n -gt ${LATE_CONSOLE_WAIT_TENTHS} ] && break
     $B sleep 0.1
   done
-  if [ $n -gt ${LATE_CONSOLE_WAIT_TENTHS} ]; then
-    exec 0</dev/null 1>/dev/null 2>&1
-    echo "<3>bunboot: no console to open even after loading ${LATE_CONSOLE_MODULES.join(" ")}: the boot goes on without one" >/dev/kmsg
-  else
-    exec 0<>/dev/console 1>&0 2>&0
+  if [ $n -le ${LATE_CONSOLE_WAIT_TENTHS} ] && command exec 0<>/dev/console 1>&0 2>&0; then
     echo "<5>bunboot: the kernel had no console at start; /dev/console opened after loading ${LATE_CONSOLE_MODULES.join(" ")} ($n tenths of a second)" >/dev/kmsg
+  else
+    command exec 0</dev/null 1>/dev/null 2>&1
+    echo "<3>bunboot: no console to open even after loading ${LATE_CONSOLE_MODULES.join(" ")}: the boot goes on without one" >/dev/kmsg
   fi
-fi
+}
+console_blacklisted() {
+  set -f
+  for word in $($B cat /proc/cmdline); do
+    case "$word" in
+    *rd.driver.blacklist=*)
+      for m in $(echo "\${word#*rd.driver.blacklist=}" | $B tr ',"' '  '); do
+        case " ${LATE_CONSOLE_MODULES.flatMap((m) => [m, m.replace(/_/g, "-")]).join(" ")} " in *" $m "*) set +f; return 0 ;; esac
+      done
+      ;;
+    esac
+  done
+  set +f
+  return 1
+}
 `;
 
 // Loading the drivers of the devices the kernel already found starts here,

@@ -65,32 +65,48 @@ describe("the shim's early driver loading", () => {
 });
 
 /**
- * Runs the shim's late-console block with the descriptors the kernel left
- * (closed when `closed`), a stand-in modprobe that records its arguments and
- * may make the console appear, and a file standing in for /dev/console.
+ * Runs the shim's open_console with the descriptors the kernel left (closed
+ * when `closed`), a stand-in modprobe that records its arguments and may
+ * make the console appear, a file (or, `consoleIsDirectory`, something that
+ * opens for reading but not for writing) standing in for /dev/console, and
+ * a stand-in /proc/cmdline.
  */
-function runLateConsole(opts: { closed: boolean; consoleAppears: boolean; waitTenths?: number }): { modprobe: string; fds: Record<string, string>; kmsg: string; console: string } {
+function runLateConsole(opts: { closed: boolean; consoleAppears: boolean; waitTenths?: number; cmdline?: string; consoleIsDirectory?: boolean }): {
+  modprobe: string;
+  fds: Record<string, string>;
+  kmsg: string;
+  console: string;
+} {
   const dir = fs.mkdtempSync(path.join(tmp, "console-"));
   const console = path.join(dir, "console");
   const kmsg = path.join(dir, "kmsg");
+  const cmdline = path.join(dir, "cmdline");
   const ran = path.join(dir, "modprobe-args");
   const report = path.join(dir, "fds");
   const modprobe = path.join(dir, "modprobe");
   fs.writeFileSync(kmsg, "");
-  fs.writeFileSync(modprobe, `#!/bin/busybox sh\necho "$*" >> "${ran}"\n${opts.consoleAppears ? `: > "${console}"\n` : ""}`, { mode: 0o755 });
+  fs.writeFileSync(cmdline, `${opts.cmdline ?? "console=hvc0 verity.usr=PARTUUID=x"}\n`);
+  const appear = opts.consoleIsDirectory ? `mkdir "${console}"` : `: > "${console}"`;
+  fs.writeFileSync(modprobe, `#!/bin/busybox sh\necho "$*" >> "${ran}"\n${opts.consoleAppears ? appear + "\n" : ""}`, { mode: 0o755 });
   const script = shimScript({ modules: [] });
-  const start = script.indexOf("if [ ! -e /proc/self/fd/0 ]; then");
-  const end = script.indexOf("\nfi\n", start) + 4;
+  const start = script.indexOf("open_console() {");
+  const end = script.indexOf("say() {");
   expect(start).toBeGreaterThan(0);
-  let block = script.slice(start, end).replaceAll("/sbin/modprobe", modprobe).replaceAll("/dev/console", console).replaceAll("/dev/kmsg", kmsg);
-  if (opts.waitTenths !== undefined) block = block.replaceAll(`-gt ${LATE_CONSOLE_WAIT_TENTHS}`, `-gt ${opts.waitTenths}`);
+  expect(end).toBeGreaterThan(start);
+  let block = script
+    .slice(start, end)
+    .replaceAll("/sbin/modprobe", modprobe)
+    .replaceAll("/dev/console", console)
+    .replaceAll("/dev/kmsg", kmsg)
+    .replaceAll("/proc/cmdline", cmdline);
+  if (opts.waitTenths !== undefined) block = block.replaceAll(`${LATE_CONSOLE_WAIT_TENTHS}`, `${opts.waitTenths}`);
   expect(block).not.toContain("/sbin/");
-  const body = `${opts.closed ? "exec 0<&- 1>&- 2>&-\n" : ""}B=/bin/busybox\n${block}exec 3>"${report}"\nfor f in 0 1 2; do echo "$f=$($B readlink /proc/$$/fd/$f)" >&3; done\necho to-stdout\n`;
+  const body = `${opts.closed ? "exec 0<&- 1>&- 2>&-\n" : ""}B=/bin/busybox\n${block}open_console\nexec 3>"${report}"\nfor f in 0 1 2; do echo "$f=$($B readlink /proc/$$/fd/$f)" >&3; done\necho to-stdout\n`;
   const r = Bun.spawnSync(["/bin/busybox", "sh", "-c", body], { env: { PATH: "/usr/bin:/bin" }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   expect(r.exitCode).toBe(0);
   const fds: Record<string, string> = {};
   for (const line of fs.readFileSync(report, "utf8").trim().split("\n")) fds[line.slice(0, line.indexOf("="))] = line.slice(line.indexOf("=") + 1);
-  const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, "utf8") : "");
+  const read = (f: string) => (fs.existsSync(f) && fs.statSync(f).isFile() ? fs.readFileSync(f, "utf8") : "");
   return { modprobe: read(ran).trim(), fds, kmsg: read(kmsg), console: read(console) };
 }
 
@@ -110,7 +126,7 @@ describe("the shim when the kernel had no console (console=hvc0, virtio_console 
     expect(r.fds["0"]).toEndWith("/console");
     // What the init and its children write goes there.
     expect(r.console).toBe("to-stdout\n");
-    expect(r.kmsg).toMatch(/^<5>bunboot: the kernel had no console at start; \S+\/console opened after loading virtio_pci virtio_console \(0 tenths of a second\)\n$/);
+    expect(r.kmsg).toMatch(/^<5>bunboot: the kernel had no console at start; \S+\/console opened after loading virtio_pci virtio_mmio virtio_console \(0 tenths of a second\)\n$/);
   });
 
   test("when the console never appears it gives up after the wait and holds 0-2 with /dev/null", () => {
@@ -118,6 +134,30 @@ describe("the shim when the kernel had no console (console=hvc0, virtio_console 
     const r = runLateConsole({ closed: true, consoleAppears: false, waitTenths: 3 });
     expect(performance.now() - t0).toBeGreaterThanOrEqual(300);
     expect(r.fds).toEqual({ "0": "/dev/null", "1": "/dev/null", "2": "/dev/null" });
-    expect(r.kmsg).toContain("<3>bunboot: no console to open even after loading virtio_pci virtio_console: the boot goes on without one");
+    expect(r.kmsg).toContain("<3>bunboot: no console to open even after loading virtio_pci virtio_mmio virtio_console: the boot goes on without one");
+  });
+
+  test("a console driver named in rd.driver.blacklist= is not loaded, however it is written; other blacklists do not stop it", () => {
+    for (const cmdline of ["rd.driver.blacklist=virtio_console", 'rd.driver.blacklist=e1000,virtio-pci', '"rd.driver.blacklist=nvme,virtio_mmio"']) {
+      const r = runLateConsole({ closed: true, consoleAppears: false, waitTenths: 1, cmdline: `console=hvc0 ${cmdline}` });
+      expect(r.modprobe).toBe("");
+      expect(r.fds["0"]).toBe("/dev/null");
+    }
+    const r = runLateConsole({ closed: true, consoleAppears: true, cmdline: "console=hvc0 rd.driver.blacklist=e1000,virtio_net" });
+    expect(r.modprobe).toBe(`-b -a -q -- ${LATE_CONSOLE_MODULES.join(" ")}`);
+    expect(r.fds["0"]).toEndWith("/console");
+  });
+
+  test("a console that opens for reading but not for writing does not end the shell (PID 1): 0-2 go to /dev/null", () => {
+    const r = runLateConsole({ closed: true, consoleAppears: true, consoleIsDirectory: true });
+    expect(r.fds).toEqual({ "0": "/dev/null", "1": "/dev/null", "2": "/dev/null" });
+    expect(r.kmsg).toContain("<3>bunboot: no console to open");
+  });
+
+  test("the shim's own failures try the console first", () => {
+    const script = shimScript({ modules: [] });
+    expect(script).toMatch(/give_up\(\) \{\n  open_console\n/);
+    // And the boot opens it after the payload is mounted, where modprobe exists.
+    expect(script.indexOf("\nopen_console\n")).toBeGreaterThan(script.indexOf("mount -t squashfs"));
   });
 });
