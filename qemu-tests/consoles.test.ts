@@ -60,8 +60,11 @@ describe.concurrent("consoles", () => {
   requireInitrd();
 
   test("console=tty0 console=ttyS0,115200n8: boot log, failure and a working emergency shell on the serial port", async () => {
-    const vm = new Vm({ name: "console-tty0-ttyS0", kernelConsole: "console=tty0 console=ttyS0,115200n8", append: FAILING });
-    const shell = await vmSlots.run(() => failThenShell(vm, "/dev/ttyS0"));
+    // The VM starts inside its slot: QEMU runs from the constructor on, and the prompt's timeout with it.
+    const { vm, shell } = await vmSlots.run(async () => {
+      const vm = new Vm({ name: "console-tty0-ttyS0", kernelConsole: "console=tty0 console=ttyS0,115200n8", append: FAILING });
+      return { vm, shell: await failThenShell(vm, "/dev/ttyS0") };
+    });
     // The kernel writes to both; the last console= is /dev/console.
     expect(shell).toContain("active=[tty0 ttyS0]");
     expect(shell).toContain("unopened=0");
@@ -69,24 +72,28 @@ describe.concurrent("consoles", () => {
   }, 3 * BOOT_MS);
 
   test("console=hvc0 (virtio_console a module): the shim opens the console late; boot log, failure and emergency shell on hvc0", async () => {
-    const vm = new Vm({ name: "console-hvc0-failure", ...HVC("console-hvc0-failure"), append: FAILING });
-    const shell = await vmSlots.run(() => failThenShell(vm, "/dev/hvc0"));
+    const { vm, shell } = await vmSlots.run(async () => {
+      const vm = new Vm({ name: "console-hvc0-failure", ...HVC("console-hvc0-failure"), append: FAILING });
+      return { vm, shell: await failThenShell(vm, "/dev/hvc0") };
+    });
     // The kernel did start /init without a console; the shim made up for it.
     expect(shell).toContain("active=[hvc0]");
     expect(shell).toContain("unopened=1");
-    expect(vm.console).toMatch(/bunboot: the kernel had no console at start; \/dev\/console opened after loading virtio_pci virtio_console \(\d+ tenths of a second\)/);
+    expect(vm.console).toMatch(/bunboot: the kernel had no console at start; \/dev\/console opened after loading virtio_pci virtio_mmio virtio_console \(\d+ tenths of a second\)/);
     expectBootLogAndFailure(vm.console);
   }, 3 * BOOT_MS);
 
   test("console=hvc0: a good boot's log and stage 2 are on hvc0", async () => {
     const fx = fixtures();
-    const vm = new Vm({
-      name: "console-hvc0-boot",
-      ...HVC("console-hvc0-boot"),
-      disks: [fx.flatcarDisk],
-      append: `mount.usr=/dev/mapper/usr verity.usr=PARTUUID=${USR_A_UUID} verity.usrhash=${fx.usrA.rootHash}`,
+    const { vm, facts } = await vmSlots.run(async () => {
+      const vm = new Vm({
+        name: "console-hvc0-boot",
+        ...HVC("console-hvc0-boot"),
+        disks: [fx.flatcarDisk],
+        append: `mount.usr=/dev/mapper/usr verity.usr=PARTUUID=${USR_A_UUID} verity.usrhash=${fx.usrA.rootHash}`,
+      });
+      return { vm, facts: await bootToStage2(vm, BOOT_MS) };
     });
-    const facts = await vmSlots.run(() => bootToStage2(vm, BOOT_MS));
     expect(facts.slot).toBe("USR-A");
     const out = vm.console;
     expect(out).toMatch(/bunboot\S*: bunboot starting \(PID 1,/);
