@@ -13,7 +13,10 @@ afterEach(() => {
   root = "";
 });
 
-function sysfs(layout: { scsiHosts?: Record<string, string>; scsiDevices?: Record<string, boolean>; nvme?: Record<string, string[]>; mmc?: Record<string, string[]> }): string {
+/** SCSI devices by H:C:T:L: a disk with its block device (true), one sd_mod has not taken (false), or a CD-ROM drive with sr0. */
+type ScsiDevice = boolean | "cdrom";
+
+function sysfs(layout: { scsiHosts?: Record<string, string>; scsiDevices?: Record<string, ScsiDevice>; nvme?: Record<string, string[]>; mmc?: Record<string, string[]> }): string {
   root = fs.mkdtempSync(path.join(os.tmpdir(), "sysfs-"));
   const mk = (p: string, text?: string) => {
     const full = path.join(root, p);
@@ -32,10 +35,11 @@ function sysfs(layout: { scsiHosts?: Record<string, string>; scsiDevices?: Recor
   mk("bus/scsi/devices");
   // host0 itself and target0:0:0 also live in bus/scsi/devices; only H:C:T:L names are SCSI devices.
   for (const host of Object.keys(layout.scsiHosts ?? {})) mk(`bus/scsi/devices/${host}`);
-  for (const [hctl, isDisk] of Object.entries(layout.scsiDevices ?? {})) {
+  for (const [hctl, kind] of Object.entries(layout.scsiDevices ?? {})) {
     mk(`bus/scsi/devices/target${hctl.split(":").slice(0, 3).join(":")}`);
-    mk(`bus/scsi/devices/${hctl}`);
-    if (isDisk) mk(`bus/scsi/devices/${hctl}/block/sd${hctl.split(":")[0]}`);
+    mk(`bus/scsi/devices/${hctl}/type`, kind === "cdrom" ? "5\n" : "0\n");
+    if (kind === true) mk(`bus/scsi/devices/${hctl}/block/sd${hctl.split(":")[0]}`);
+    if (kind === "cdrom") mk(`bus/scsi/devices/${hctl}/block/sr${hctl.split(":")[0]}`);
   }
   for (const [ctrl, entries] of Object.entries(layout.nvme ?? {})) {
     driver(`class/nvme/${ctrl}/device`, "nvme");
@@ -59,6 +63,12 @@ describe("controllers with a driver but no disk", () => {
     const hosts = findDisklessHosts(sysfs({ scsiHosts: { host0: "megaraid_sas" }, scsiDevices: { "0:2:0:0": false, "0:2:1:0": false } }));
     expect(hosts).toEqual([{ kind: "scsi", name: "host0", driver: "megaraid_sas", devices: 2 }]);
     expect(describeDisklessHosts(hosts)).toContain("SCSI host0 (megaraid_sas): 2 SCSI devices, none a disk");
+  });
+
+  test("a CD-ROM drive is no disk: on the missing disk's AHCI controller it neither hides the empty ports nor passes for one", () => {
+    const hosts = findDisklessHosts(sysfs({ scsiHosts: { host0: "ahci", host1: "ahci", host2: "ahci" }, scsiDevices: { "1:0:0:0": "cdrom" } }));
+    expect(hosts.map((h) => [h.name, h.devices])).toEqual([["host0", 0], ["host1", 1], ["host2", 0]]);
+    expect(describeDisklessHosts(hosts)).toBe("controllers with a driver but no disk: SCSI host0 host1 host2 (ahci): 1 SCSI device, none a disk");
   });
 
   test("the empty ports of a controller whose driver has a disk elsewhere are normal, and not reported", () => {

@@ -14,7 +14,7 @@ export interface DisklessHost {
   name: string;
   /** The driver behind it (proc_name for SCSI hosts, the bound driver otherwise). */
   driver: string;
-  /** SCSI: how many SCSI devices the host has (devices that are not disks, or disks sd_mod has not taken). */
+  /** SCSI: how many SCSI devices the host has (CD-ROMs and other non-disks, or disks sd_mod has not taken). */
   devices: number;
 }
 
@@ -45,7 +45,10 @@ export function findDisklessHosts(sys = "/sys"): DisklessHost[] {
   const scsi: Array<DisklessHost & { hasDisk: boolean }> = list(`${sys}/class/scsi_host`).map((host) => {
     const n = host.replace(/^host/, "");
     const mine = scsiDevices.filter((d) => d.split(":")[0] === n);
-    const hasDisk = mine.some((d) => list(`${sys}/bus/scsi/devices/${d}/block`).length > 0);
+    // A disk (SCSI type 0, or 14 for RBC) with its block device; a CD-ROM
+    // drive (sr0) has a block device too, but an empty one beside the
+    // missing disk must not hide the other ports of its driver.
+    const hasDisk = mine.some((d) => ["0", "14"].includes(readSysValue(`${sys}/bus/scsi/devices/${d}/type`) ?? "") && list(`${sys}/bus/scsi/devices/${d}/block`).length > 0);
     const driver = readSysValue(`${sys}/class/scsi_host/${host}/proc_name`) || "unknown driver";
     return { kind: "scsi", name: host, driver, devices: mine.length, hasDisk };
   });

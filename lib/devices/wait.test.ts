@@ -296,11 +296,19 @@ describe("waitForDevice: the still-waiting report", () => {
     const sys = new FakeSystem();
     sys.devices = [part("sda1", { partUuid: "0a0a0a0a-0000-4000-8000-000000000001", partLabel: "EFI-SYSTEM" })];
     const lines: string[] = [];
+    let probes = 0;
     const spy = spyOn(log, "info").mockImplementation((t: string) => void lines.push(t));
     try {
       setTimeout(() => sys.plug(part("sdb1", { fs: { type: "ext4", uuid: "1234", label: "DATA" } })), 130);
       const hint = async () => "devices without a driver: pci 0000:00:05.0 [pci:v1000]: mptsas\ncontrollers with a driver but no disk: SCSI host2 (mptsas): no SCSI device found on its bus";
-      await rejection(waitForDevice("verity.usr", PARTUUID_REF, 0.3, sys, hint, { ...sys.options(50, 200), stillWaitingMs: 50 }));
+      const opts = sys.options(50, 200);
+      const list = opts.listDevices!;
+      // Superblock reads only when the set changed: at the first report and when sdb1 came.
+      opts.listDevices = (probeFs) => {
+        if (probeFs) probes++;
+        return list(probeFs);
+      };
+      await rejection(waitForDevice("verity.usr", PARTUUID_REF, 0.3, sys, hint, { ...opts, stillWaitingMs: 50 }));
     } finally {
       spy.mockRestore();
     }
@@ -313,6 +321,8 @@ describe("waitForDevice: the still-waiting report", () => {
     const changed = reports.find((r) => r.includes("/dev/sdb1"));
     expect(changed).toContain("    /dev/sdb1 (1024 MiB) UUID=1234 LABEL=DATA TYPE=ext4");
     expect(changed).toContain("    /dev/sda1 (1024 MiB) PARTUUID=");
+    // Two reports that list, plus the timeout's own list.
+    expect(probes).toBe(3);
   });
 
   test("says when no block device has appeared yet, and leaves the boot's own loop device out", async () => {
@@ -325,8 +335,27 @@ describe("waitForDevice: the still-waiting report", () => {
     } finally {
       spy.mockRestore();
     }
-    const report = lines.find((l) => l.startsWith("still waiting"));
-    expect(report).toEndWith("\n  block devices: none yet");
-    expect(report).not.toContain("loop0");
+    const reports = lines.filter((l) => l.startsWith("still waiting"));
+    expect(reports[0]).toEndWith("\n  block devices: none yet");
+    expect(reports[1]).toEndWith("\n  block devices: still none");
+    expect(reports.join("\n")).not.toContain("loop0");
+  });
+});
+
+describe("waitForDevice: the hint is escaped", () => {
+  test("driver and host names quoted from sysfs reach the console escaped, in the reports and the timeout", async () => {
+    const sys = new FakeSystem();
+    const lines: string[] = [];
+    const spy = spyOn(log, "info").mockImplementation((t: string) => void lines.push(t));
+    let e: BootError;
+    try {
+      const hint = async () => "controllers with a driver but no disk: SCSI host0 (evil\x1b[2J): no SCSI device found on its bus";
+      e = await rejection(waitForDevice("verity.usr", PARTUUID_REF, 0.12, sys, hint, { ...sys.options(50, 200), stillWaitingMs: 40 }));
+    } finally {
+      spy.mockRestore();
+    }
+    const text = [...lines, e.message].join("\n");
+    expect(text).toContain("(evil\\x1b[2J)");
+    expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
   });
 });

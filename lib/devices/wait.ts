@@ -149,15 +149,18 @@ export async function waitForDevice(
    * operator sees "a disk, but not the one named" without a shell; counted
    * otherwise, so a long wait does not repeat the list every 5 s.
    */
-  let reportedDevices: string | null = null;
+  // The superblocks are read only when the set of devices changed: a disk
+  // that hangs on reads would otherwise stall every report (and the
+  // timeout behind it), and a PARTUUID wait never needed them.
+  let reportedShape: string | null = null;
   let reportedAt = 0;
   function deviceReport(elapsedSec: number): string {
+    const shape = shapeOf(listDevices(false));
+    if (shape === reportedShape) return shape === "" ? "block devices: still none" : `block devices: the same ${shape.split("\n").length} as at ${reportedAt} s`;
     const disks = listDevices(true).filter((d) => !MADE_BY_THE_BOOT.test(d.name));
-    const text = disks.map(describe).join("\n");
-    if (text === reportedDevices) return `block devices: the same ${disks.length} as at ${reportedAt} s`;
-    reportedDevices = text;
+    reportedShape = shape;
     reportedAt = elapsedSec;
-    return disks.length === 0 ? "block devices: none yet" : `block devices:\n${text}`;
+    return disks.length === 0 ? "block devices: none yet" : `block devices:\n${disks.map(describe).join("\n")}`;
   }
 
   const t0 = performance.now();
@@ -200,7 +203,7 @@ export async function waitForDevice(
         `timed out after ${timeoutSec} s waiting for ${what} (rd.earlytimeout=${timeoutSec}). Block devices seen:\n` +
           (disks.length ? disks.map(describe).join("\n") : "  none: no disk driver found a disk") +
           (own.length ? `\n  besides the boot's own: ${own.map((d) => escapeControls(d.name)).join(", ")}` : "") +
-          (hint ? `\n${hint}` : ""),
+          (hint ? `\n${hint.split("\n").map(escapeControls).join("\n")}` : ""),
         { param },
       );
     }
@@ -214,7 +217,8 @@ export async function waitForDevice(
       // One report, indented below its first line: the hint tells "no
       // driver" and "driver but no disk" apart, the devices "disk but not
       // the one named".
-      const details = [...(extra ? extra.split("\n") : []), ...deviceReport(sec).split("\n")];
+      // The hint quotes sysfs (driver and host names): escaped like the device lists.
+      const details = [...(extra ? extra.split("\n").map(escapeControls) : []), ...deviceReport(sec).split("\n")];
       log.info(`still waiting for ${what} (${sec} s)\n${details.map((l) => "  " + l).join("\n")}`);
     }
     if (now - lastColdplug >= RECOLDPLUG_MS) {
