@@ -27,6 +27,14 @@ PACKAGES=(
   dmsetup libdevmapper1.02.1 libselinux1 libpcre2-8-0 libudev1
 )
 
+# The sysroot stands in for the packages an arm64 host would have installed;
+# only an amd64 host builds arm64 from one.
+host_arch=$(dpkg --print-architecture)
+if [ "$host_arch" != amd64 ]; then
+  echo "arm64-sysroot: the build host is $host_arch, not amd64: no arm64 sysroot is prepared (build.ts --arch arm64 needs one only on amd64)" >&2
+  exit 1
+fi
+
 # --- the Debian sysroot --------------------------------------------------
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   echo "arm64-sysroot: dpkg --add-architecture arm64"
@@ -42,12 +50,16 @@ kernel_pkg=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-im
 
 # One apt-cache call for all candidates (one per package took seconds on every run).
 names=("${PACKAGES[@]}" "$kernel_pkg")
-mapfile -t versions < <(apt-cache policy "${names[@]/%/:arm64}" | awk '/^[^ ]/ { if (n++) print v; v = "(none)" } /Candidate:/ { v = $2 } END { print v }')
+# apt-cache prints nothing for a name it does not know, so the versions are
+# keyed by the name in each block's header ("busybox-static:arm64:"), not
+# matched by position.
+declare -A candidate=()
+while read -r name v; do candidate[$name]=$v; done < <(apt-cache policy "${names[@]/%/:arm64}" | awk '/^[^ ]/ { name = $1; sub(/:arm64:$/, "", name) } /Candidate:/ { print name, $2 }')
 want=()
-for i in "${!names[@]}"; do
-  v=${versions[$i]:-}
-  [ -n "$v" ] && [ "$v" != "(none)" ] || { echo "arm64-sysroot: no candidate version of ${names[$i]}:arm64" >&2; exit 1; }
-  want+=("${names[$i]}:arm64=$v")
+for n in "${names[@]}"; do
+  v=${candidate[$n]:-}
+  [ -n "$v" ] && [ "$v" != "(none)" ] || { echo "arm64-sysroot: no candidate version of $n:arm64 in the apt lists (is this Debian 12? try apt-get update)" >&2; exit 1; }
+  want+=("$n:arm64=$v")
 done
 stamp="$SYSROOT/.packages"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${want[*]}" ]; then
@@ -57,7 +69,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${want[*]}" ]; then
   # apt-get download writes to the cwd; it checks each .deb against the
   # signed package lists.
   # (Sandbox::User=root: the _apt user cannot write into this tree.)
-  (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${want[@]}")
+  # Stale package lists name versions the mirror no longer has: one update, then one retry.
+  if ! (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${want[@]}"); then
+    if [ -n "${ARM64_SYSROOT_RETRIED:-}" ]; then
+      echo "arm64-sysroot: apt-get download of ${want[*]} failed again after apt-get update" >&2
+      exit 1
+    fi
+    echo "arm64-sysroot: download failed; apt-get update and one retry" >&2
+    $SUDO apt-get update -qq
+    ARM64_SYSROOT_RETRIED=1 exec bash "$0"
+  fi
   for deb in "$DEBS"/*.deb; do
     /usr/bin/dpkg-deb -x "$deb" "$SYSROOT.tmp"
   done
@@ -84,8 +105,14 @@ fi
 # The same version as the bun devDependency, checked against the sha512 that
 # package-lock.json records for @oven/bun-linux-aarch64 (bun's optional
 # dependency for arm64 hosts, which npm ci skips on amd64).
-version=$(node -p 'require("./package-lock.json").packages["node_modules/bun"].version')
-integrity=$(node -p 'require("./package-lock.json").packages["node_modules/@oven/bun-linux-aarch64"].integrity')
+entry='require("./package-lock.json").packages["node_modules/@oven/bun-linux-aarch64"]'
+version=$(node -p "($entry || {}).version || ''")
+integrity=$(node -p "($entry || {}).integrity || ''")
+bun_version=$(node -p 'require("./package-lock.json").packages["node_modules/bun"].version')
+if [ -z "$version" ] || [ -z "$integrity" ] || [ "$version" != "$bun_version" ]; then
+  echo "arm64-sysroot: package-lock.json must pin node_modules/@oven/bun-linux-aarch64 with a version (found '$version', bun is $bun_version) and an integrity (found '${integrity:0:20}')" >&2
+  exit 1
+fi
 if [ ! -x "$RUNTIME/bun" ] || [ "$(cat "$RUNTIME/.integrity" 2>/dev/null)" != "$integrity" ]; then
   echo "arm64-sysroot: @oven/bun-linux-aarch64@$version from npm"
   rm -rf "$RUNTIME" "$RUNTIME.tmp"

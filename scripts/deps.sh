@@ -23,6 +23,7 @@ PACKAGES=(
   mtools                 # mcopy fills the vfat ESP of the kexec scenarios without a loop mount
   openssh-server openssl    # SFTP and HTTPS servers for the remote /usr tests
   curl                      # the reference side of bench/fetch.ts
+  linux-libc-dev gcc binutils  # unit tests compare errno, dm ioctl layouts and ELF parsing against headers, cc and readelf
 )
 
 missing=()

@@ -243,6 +243,6 @@ export function powerOfTwoOverlay(base: string, out: string): string {
   let size = 1;
   while (size < bytes) size *= 2;
   fs.rmSync(out, { force: true });
-  sh(["qemu-img", "create", "-q", "-f", "qcow2", "-b", path.resolve(base), "-F", "raw", out, String(size)], "qemu-img create (power-of-two overlay)");
+  sh(["/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", "-b", path.resolve(base), "-F", "raw", out, String(size)], "qemu-img create (power-of-two overlay)");
   return out;
 }
