@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { archFixtures } from "./harness/fixtures.ts";
-import { expectHandover } from "./harness/handover.ts";
+import { expectVerityBootFromUsrA } from "./harness/handover.ts";
 import { CACHE, concatInitrds, cpioArchive, USR_A_UUID } from "./harness/images.ts";
 import { bootToStage2, REPO, Vm, type VmOptions } from "./harness/vm.ts";
 import { archInputs } from "../lib/initrd/arch.ts";
@@ -63,15 +63,8 @@ describe("arm64: boot to the full initrd (qemu-system-aarch64 -M virt -cpu max, 
       }),
     );
     const { facts } = await timedBoot(vm);
-    // As boot.test.ts scenario 1: PID 1 on the overlay, nothing of stage 1 left.
-    expectHandover(facts);
-    expect(facts.sysusr).toMatch(/^\/dev\/mapper\/usr squashfs ro/);
-    expect(facts.verity).toMatch(/^0 \d+ verity V$/);
-    expect(facts.mapper).toBe("block");
-    expect(facts.slot).toBe("USR-A");
-    expect(facts.cmdline).toContain(`verity.usrhash=${fx.usrA.rootHash}`);
-    expect(vm.console).toContain(`verity.usr=PARTUUID=${USR_A_UUID} is /dev/vda3`);
-    expect(vm.console).toContain("bunboot starting (PID 1, running from the payload image /.payload.img)");
+    // As boot.test.ts scenario 1.
+    expectVerityBootFromUsrA(facts, vm.console, { rootHash: fx.usrA.rootHash, usrPartUuid: USR_A_UUID, usrDevice: "/dev/vda3" });
     // It really was the arm64 kernel on the PL011 console.
     expect(vm.console).toMatch(/Machine model: linux,dummy-virt/);
     expect(facts.cmdline).toContain("console=ttyAMA0");

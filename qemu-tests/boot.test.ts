@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import path from "node:path";
 import { fixtures, requireInitrd } from "./harness/fixtures.ts";
-import { expectHandover } from "./harness/handover.ts";
+import { expectHandover, expectVerityBootFromUsrA } from "./harness/handover.ts";
 import { CACHE, concatInitrds, cpioArchive, USR_A_UUID } from "./harness/images.ts";
 import { bootToStage2 as runStage2, REPO, Vm } from "./harness/vm.ts";
 
@@ -27,15 +27,7 @@ describe("boot to the full initrd", () => {
       append: `mount.usr=/dev/mapper/usr verity.usr=PARTUUID=${USR_A_UUID} rootflags=rw mount.usrflags=ro consoleblank=0 root=LABEL=ROOT verity.usrhash=${fx.usrA.rootHash}`,
     });
     const facts = await bootToStage2(vm);
-    expectHandover(facts);
-    expect(facts.sysusr).toMatch(/^\/dev\/mapper\/usr squashfs ro/);
-    expect(facts.verity).toMatch(/^0 \d+ verity V$/);
-    expect(facts.mapper).toBe("block");
-    expect(facts.slot).toBe("USR-A");
-    expect(facts.cmdline).toContain(`verity.usrhash=${fx.usrA.rootHash}`);
-    expect(vm.console).toContain(`verity.usr=PARTUUID=${USR_A_UUID} is /dev/vda3`);
-    // The default layout: the init ran from the squashfs payload, which the handover checks freed.
-    expect(vm.console).toContain("bunboot starting (PID 1, running from the payload image /.payload.img)");
+    expectVerityBootFromUsrA(facts, vm.console, { rootHash: fx.usrA.rootHash, usrPartUuid: USR_A_UUID, usrDevice: "/dev/vda3" });
   }, BOOT_MS + 90_000);
 
   test("2. verity by PARTLABEL=USR-B picks the right slot when both exist", async () => {

@@ -17,3 +17,21 @@ export function expectHandover(facts: Record<string, string>): void {
   expect(facts.loops!.trim().split(/\s+/)).toEqual(["/sysusr/usr/lib/flatcar/bootengine.img"]);
   expect(facts.payload_mounts).toBe("0");
 }
+
+/**
+ * What the verity boot of the Flatcar-layout disk (USR-A by PARTUUID, the
+ * default payload layout) shows, on any architecture: the hand-over, /usr
+ * on the verity mapping, and the console lines that name the device and
+ * the layout.
+ */
+export function expectVerityBootFromUsrA(facts: Record<string, string>, consoleText: string, opts: { rootHash: string; usrPartUuid: string; usrDevice: string }): void {
+  expectHandover(facts);
+  expect(facts.sysusr).toMatch(/^\/dev\/mapper\/usr squashfs ro/);
+  expect(facts.verity).toMatch(/^0 \d+ verity V$/);
+  expect(facts.mapper).toBe("block");
+  expect(facts.slot).toBe("USR-A");
+  expect(facts.cmdline).toContain(`verity.usrhash=${opts.rootHash}`);
+  expect(consoleText).toContain(`verity.usr=PARTUUID=${opts.usrPartUuid} is ${opts.usrDevice}`);
+  // The default layout: the init ran from the squashfs payload, which the hand-over checks freed.
+  expect(consoleText).toContain("bunboot starting (PID 1, running from the payload image /.payload.img)");
+}
