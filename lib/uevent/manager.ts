@@ -9,6 +9,7 @@ import type { ModuleLoader } from "../kmod.ts";
 import { openUeventSocket, close, errnoNameOf } from "../sys/index.ts";
 import { parseNetlinkUevent, parseUeventFile, type Uevent } from "./parse.ts";
 import { messageOf } from "../errors.ts";
+import { readSysValue } from "../fsutil.ts";
 
 export class DeviceManager {
   private fd: number | null = null;
@@ -103,7 +104,7 @@ export class DeviceManager {
       }
       for (const d of devices) {
         const dir = `${this.sysfs}/bus/${bus}/devices/${d}`;
-        const alias = readAttribute(`${dir}/modalias`) ?? modaliasOfUevent(readAttribute(`${dir}/uevent`));
+        const alias = readSysValue(`${dir}/modalias`) ?? modaliasOfUevent(readSysValue(`${dir}/uevent`));
         if (alias) aliases.push(alias);
       }
     }
@@ -121,15 +122,6 @@ export class DeviceManager {
       }
       this.waiters.push(done);
     });
-  }
-}
-
-/** A sysfs attribute's text without the newline, or null when the device has none. */
-function readAttribute(path: string): string | null {
-  try {
-    return fs.readFileSync(path, "utf8").trim();
-  } catch {
-    return null;
   }
 }
 
