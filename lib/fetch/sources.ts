@@ -7,7 +7,7 @@ import fs from "node:fs";
 import { createHash } from "node:crypto";
 import { redactText, redactUrl } from "../redact.ts";
 import { messageOf } from "../errors.ts";
-import { openTftp } from "./tftp-client.ts";
+import { openTftp, type TftpOptions } from "./tftp-client.ts";
 
 export { redactText, redactUrl };
 
@@ -40,6 +40,8 @@ export interface SourceOptions {
   /** Abort a transfer that delivers nothing for this long. */
   stallMs: number;
   sftp?: SftpCredentials;
+  /** TFTP timing and options (tests shorten the timeouts); DEFAULT_TFTP otherwise. */
+  tftp?: TftpOptions;
 }
 
 export interface SftpCredentials {
@@ -71,7 +73,7 @@ export function openSource(url: string, offset: number, opts: SourceOptions, sig
     case "file":
       return openFile(url, offset, signal);
     case "tftp":
-      return openTftp(url, offset, signal);
+      return openTftp(url, offset, signal, opts.tftp);
     default:
       return Promise.reject(new FetchError(`rd.usr.url=${redactUrl(url)}: unsupported scheme "${scheme.slice(0, 20)}"; expected http, https, sftp, tftp or file`, false));
   }

@@ -187,7 +187,7 @@ export function requestOptions(req: TftpRequest): Array<[string, string]> {
 function number(name: string, value: string, min: number, max: number): number {
   if (!/^\d{1,16}$/.test(value)) throw new TftpError(`the server's OACK gives ${name} ${JSON.stringify(value.slice(0, 40))}: not a number`, ERR_OPTIONS);
   const n = Number(value);
-  if (n < min || n > max) throw new TftpError(`the server's OACK gives ${name} ${n}: expected ${min} to ${max}`, ERR_OPTIONS);
+  if (n < min || n > max) throw new TftpError(`the server's OACK gives ${name} ${value}: expected ${min} to ${max}`, ERR_OPTIONS);
   return n;
 }
 
