@@ -85,6 +85,9 @@ export async function openTftp(url: string, offset: number, signal?: AbortSignal
         if (queue.length < 4096) queue.push({ packet: new Uint8Array(data), port, address: from });
         wake?.();
       },
+      // An ICMP "port unreachable" for an earlier send (a server that has
+      // already closed its TID, or none listening): the timeouts decide.
+      error() {},
     },
   });
   const close = () => {
