@@ -244,6 +244,7 @@ export async function openTftp(url: string, offset: number, signal?: AbortSignal
     let wrapTo: 0 | 1 | null = null;
     let lastGood = 0;
     let sinceAck = 0;
+    let gapAcked = false;
     let received = 0;
     let batch: Uint8Array[] = [];
     let batched = 0;
@@ -267,14 +268,19 @@ export async function openTftp(url: string, offset: number, signal?: AbortSignal
           inOrder = true;
         }
         if (!inOrder) {
-          // A repeat (our ACK was lost) or a gap (a block was lost): say
-          // where we are, once per window, and the server sends from there.
-          if (sinceAck > 0 || d.block === lastGood) {
+          // A gap (a block was lost) or a repeat (our ACK was lost): say
+          // where we are, once until the next block in order comes (RFC
+          // 7440), and the server goes on from there. The last block
+          // itself coming again is always answered: a window-1 server
+          // resends it until its ACK arrives.
+          if (!gapAcked || d.block === lastGood) {
+            gapAcked = true;
             sinceAck = 0;
             sendAndRemember(encodeAck(lastGood));
           }
           continue;
         }
+        gapAcked = false;
         if (d.data.length > blksize) fail(`data block ${d.block} has ${d.data.length} bytes, more than the block size ${blksize}`, false, 4);
         received += d.data.length;
         if (tsize !== null && received > tsize) fail(`the server sent more than the ${tsize} bytes it announced (tsize)`, false, 3);
