@@ -260,6 +260,7 @@ export async function fetchImage(plan: FetchPlan): Promise<FetchResult> {
         }
         throw e;
       }
+      if (!everConnected && src.note) plan.log(src.note);
       if (!everConnected) transferAttempt = 0;
       everConnected = true;
       if (!checkedSpace && src.total !== null) {

@@ -29,6 +29,8 @@ export interface OpenedSource {
   skip: number;
   /** Why `skip` is not 0, when it is not a server ignoring Range. */
   skipReason?: string;
+  /** What was agreed with the server, worth a log line on the first connection (TFTP's options). */
+  note?: string;
   chunks: AsyncIterable<Uint8Array>;
   close(): Promise<void>;
 }

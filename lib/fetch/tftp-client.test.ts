@@ -217,6 +217,7 @@ describe("TFTP client", () => {
     const r = await readAll(`tftp://127.0.0.1:${s.port}/a/b.img`);
     expect(sha(r.bytes)).toBe(sha(image));
     expect(r.total).toBeNull();
+    expect((await openTftp(`tftp://127.0.0.1:${s.port}/a/b.img`, 0, undefined, FAST).then(async (src) => (await src.close(), src.note)))).toBe(`TFTP 127.0.0.1:${s.port}: no option acknowledgement (RFC 1350 transfer): blksize 512, windowsize 1, tsize unknown`);
   });
 
   test("a server refusing the options with ERROR 8 is asked again without them", async () => {
@@ -345,6 +346,7 @@ describe("fetchImage over TFTP", () => {
       expect(r.resumed).toBe(1);
       expect(s.requests).toHaveLength(2);
       expect(lines.join("\n")).toMatch(/connection dropped after 262144 verified bytes \(TFTP 127\.0\.0\.1:\d+: timed out waiting for data block 301/);
+      expect(lines.filter((l) => l.includes("options acknowledged"))).toEqual([`TFTP 127.0.0.1:${s.port}: options acknowledged: blksize 1468, windowsize 16, tsize ${image.length}`]);
       expect(lines.join("\n")).toContain("TFTP cannot start at an offset: the transfer starts again from byte 0: skipping the 262144 bytes already verified");
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -314,6 +314,7 @@ export async function openTftp(url: string, offset: number, signal?: AbortSignal
     total: tsize,
     skip: offset,
     skipReason: offset > 0 ? "TFTP cannot start at an offset: the transfer starts again from byte 0" : undefined,
+    note: `${where}: ${first ? "no option acknowledgement (RFC 1350 transfer)" : "options acknowledged"}: blksize ${blksize}, windowsize ${windowsize}, tsize ${tsize ?? "unknown"}`,
     chunks: chunks(),
     async close() {
       signal?.removeEventListener("abort", onAbort);
