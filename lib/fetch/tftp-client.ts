@@ -7,7 +7,7 @@
 // 0 again and the engine skips what it already verified.
 import { isIP } from "node:net";
 import { lookup } from "node:dns/promises";
-import { FetchError, type OpenedSource } from "./sources.ts";
+import { FetchError, redactUrl, type OpenedSource } from "./sources.ts";
 import {
   decodePacket,
   encodeAck,
@@ -122,7 +122,7 @@ export async function openTftp(url: string, offset: number, signal?: AbortSignal
     rrq = encodeRrq(target.filename, withOptions ? requestOptions(req) : []);
   } catch (e) {
     close();
-    throw new FetchError(`rd.usr.url=: ${(e as Error).message}`, false);
+    throw new FetchError(`rd.usr.url=${redactUrl(url)}: ${(e as Error).message}`, false);
   }
   const send = (packet: Uint8Array, port: number) => {
     if (!closed) socket.send(packet, port, address);

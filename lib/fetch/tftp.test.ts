@@ -158,4 +158,8 @@ describe("parseTftpUrl", () => {
     expect(() => parseTftpUrl(url)).toThrow(why);
     expect(() => parseTftpUrl(url)).toThrow(/^rd\.usr\.url=/);
   });
+
+  test("a password in the URL is not repeated by the error", () => {
+    expect(() => parseTftpUrl("tftp://core:hunter2@h/x")).toThrow("rd.usr.url=tftp://core:***@h/x: a tftp URL has no user or password (TFTP has no authentication)");
+  });
 });

@@ -4,6 +4,8 @@
 // loop over a UDP socket is in tftp-client.ts. Every malformed input is a
 // TftpError, never another exception.
 
+import { redactUrl } from "../redact.ts";
+
 export class TftpError extends Error {
   constructor(
     message: string,
@@ -233,7 +235,7 @@ export interface TftpTarget {
  */
 export function parseTftpUrl(url: string): TftpTarget {
   const bad = (why: string): never => {
-    throw new TftpError(`rd.usr.url=${url.slice(0, 300)}: ${why}`);
+    throw new TftpError(`rd.usr.url=${redactUrl(url).slice(0, 300)}: ${why}`);
   };
   let u: URL;
   try {
