@@ -56,7 +56,7 @@ afterEach(() => {
 
 const wire = (i: number, wrapTo: 0 | 1) => (i <= 0xffff ? i : wrapTo === 0 ? i & 0xffff : ((i - 1) % 0xffff) + 1);
 
-async function startServer(files: Record<string, Uint8Array>, b: Behaviour = {}): Promise<Server> {
+async function startServer(files: Record<string, Uint8Array>, b: Behaviour = {}, host = "127.0.0.1"): Promise<Server> {
   const sockets: Array<{ close(): void }> = [];
   const requests: Server["requests"] = [];
   const tids: number[] = [];
@@ -70,7 +70,7 @@ async function startServer(files: Record<string, Uint8Array>, b: Behaviour = {})
     const acks: number[] = [];
     const lostAcks = new Set<number>();
     const s = await Bun.udpSocket({
-      hostname: "127.0.0.1",
+      hostname: host,
       port: 0,
       binaryType: "uint8array",
       socket: {
@@ -91,7 +91,7 @@ async function startServer(files: Record<string, Uint8Array>, b: Behaviour = {})
     sockets.push(s);
     tids.push(s.port);
     const send = (p: Uint8Array) => {
-      if (!stopped) s.send(p, cport, "127.0.0.1");
+      if (!stopped) s.send(p, cport, host);
     };
     if (b.error) return void send(encodeError(b.error[0], b.error[1]));
     if (!data) return void send(encodeError(1, "File not found"));
@@ -165,7 +165,7 @@ async function startServer(files: Record<string, Uint8Array>, b: Behaviour = {})
     }
   };
   const listener = await Bun.udpSocket({
-    hostname: "127.0.0.1",
+    hostname: host,
     port: 0,
     binaryType: "uint8array",
     socket: {
@@ -209,6 +209,13 @@ describe("TFTP client", () => {
     expect(s.requests[0]!.mode).toBe("octet");
     expect(Object.fromEntries(s.requests[0]!.options)).toEqual({ blksize: "1468", tsize: "0", windowsize: "16" });
     expect(s.tids[0]).not.toBe(s.port);
+  });
+
+  test("an IPv6 server ([::1])", async () => {
+    const image = randomBytes(50_000);
+    const s = await startServer({ f: image }, {}, "::1");
+    const r = await readAll(`tftp://[::1]:${s.port}/f`);
+    expect(sha(r.bytes)).toBe(sha(image));
   });
 
   test("a server without options (RFC 1350): 512-byte blocks, a size that is a multiple of 512 ends with an empty block", async () => {

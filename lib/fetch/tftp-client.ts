@@ -73,8 +73,9 @@ export async function openTftp(url: string, offset: number, signal?: AbortSignal
   const queue: Datagram[] = [];
   let wake: (() => void) | null = null;
   let closed = false;
+  const v6 = isIP(address) === 6;
   const socket = await Bun.udpSocket({
-    hostname: "0.0.0.0",
+    hostname: v6 ? "::" : "0.0.0.0",
     port: 0,
     binaryType: "uint8array",
     socket: {
