@@ -38,7 +38,9 @@ const USR_URL_ESCAPE_EXPECTED =
 const USR_URL_PASSWORD_EXPECTED =
   "an sftp URL without a password: the command line is readable by every process and ends up in logs (ship it in /etc/bunboot/sftp/password in an appended cpio)";
 const USR_URL_SFTP_USER_EXPECTED = "an sftp URL with a user name: sftp://user@host[:port]/path";
-const USR_URL_QUERY_EXPECTED = "a file:// or sftp:// URL without ?query or #fragment (write ? as %3F and # as %23)";
+const USR_URL_QUERY_EXPECTED = "a file://, sftp:// or tftp:// URL without ?query or #fragment (write ? as %3F and # as %23)";
+const USR_URL_TFTP_EXPECTED = "a tftp URL with a host and a file, without user or password (TFTP has none): tftp://host[:port]/path";
+const USR_URL_TFTP_MODE_EXPECTED = "a tftp URL without ;mode= (the image is always read in octet mode)";
 // The texts of errors from inside a device reference (lib/devices/ref.ts).
 const PARTUUID_EXPECTED =
   "PARTUUID= with a GPT partition UUID (such as 7130c94a-213a-4e5a-8e26-6cce9662f132) or an MBR one (such as 1234abcd-01)";
@@ -670,6 +672,11 @@ describe("parseBootParams: console, network, remote /usr, init", () => {
       "sftp://core@host/usr.squashfs",
       "file:///usr.squashfs",
       "http://[fd00::1]:8080/usr.squashfs",
+      "tftp://10.0.2.2/usr.squashfs",
+      "tftp://pxe.example.com:6969/flatcar/usr.squashfs",
+      "TFTP://[fd00::1]/usr.squashfs",
+      "tftp://h//srv/tftp/usr.squashfs",
+      "tftp://h/usr%20image.squashfs",
     ]) {
       expect(ok(`rd.usr.url=${url}`).usrUrl).toBe(url);
     }
@@ -677,7 +684,9 @@ describe("parseBootParams: console, network, remote /usr, init", () => {
 
   for (const url of [
     "ftp://host/usr",
-    "tftp://host/usr",
+    "tftp:host/usr",
+    "tftp:///usr.squashfs",
+    "tftp://host:99999/usr",
     "http:host/usr",
     "http://",
     "https:///path",
@@ -704,7 +713,7 @@ describe("parseBootParams: console, network, remote /usr, init", () => {
 
   test("rd.usr.url message text", () => {
     expect(messages("rd.usr.url=ftp://h/x")).toEqual([
-      "rd.usr.url=ftp://h/x: expected an http://, https://, sftp://user@host[:port]/path or file:///path URL",
+      "rd.usr.url=ftp://h/x: expected an http://, https://, sftp://user@host[:port]/path, tftp://host[:port]/path or file:///path URL",
     ]);
     expect(messages("rd.usr.url")).toEqual([`rd.usr.url: expected ${USR_URL_EXPECTED}`]);
   });
@@ -781,6 +790,21 @@ describe("parseBootParams: console, network, remote /usr, init", () => {
     test("sftp hosts must be host names or addresses", () => {
       expect(urlError("sftp://core@h%zz/srv/usr.squashfs").param).toBe("rd.usr.url");
       expect(urlError("sftp://core@h!x/srv/usr.squashfs").expected).toBe(USR_URL_EXPECTED);
+    });
+
+    test("tftp URLs: a host and a file, no user, no password, no port 0, no ;mode=", () => {
+      for (const url of ["tftp://h", "tftp://h/", "tftp://core@h/usr.squashfs", "tftp://h:0/usr.squashfs", "tftp://h!x/usr.squashfs"]) {
+        const e = urlError(url);
+        expect(e.expected).toBe(USR_URL_TFTP_EXPECTED);
+        expect(e.message).toBe(`rd.usr.url=${url}: expected ${USR_URL_TFTP_EXPECTED}`);
+      }
+      const e = urlError("tftp://core:hunter2@h/usr.squashfs");
+      expect(e.expected).toBe(USR_URL_TFTP_EXPECTED);
+      expect(e.message).not.toContain("hunter2");
+      expect(e.value).toBe("tftp://core:***@h/usr.squashfs");
+      for (const url of ["tftp://h/usr.squashfs;mode=octet", "tftp://h/usr.squashfs%3Bmode=netascii"]) expect(urlError(url).expected).toBe(USR_URL_TFTP_MODE_EXPECTED);
+      for (const url of ["tftp://h/usr%zz", "tftp://h/usr%00"]) expect(urlError(url).expected).toBe(USR_URL_ESCAPE_EXPECTED);
+      for (const url of ["tftp://h/usr.squashfs?x", "tftp://h/usr#1"]) expect(urlError(url).expected).toBe(USR_URL_QUERY_EXPECTED);
     });
 
     test("file: and sftp: URLs have no ?query or #fragment (the fetcher would silently drop them)", () => {

@@ -186,7 +186,9 @@ const USR_URL_ESCAPE_EXPECTED =
 const USR_URL_PASSWORD_EXPECTED =
   "an sftp URL without a password: the command line is readable by every process and ends up in logs (ship it in /etc/bunboot/sftp/password in an appended cpio)";
 const USR_URL_SFTP_USER_EXPECTED = "an sftp URL with a user name: sftp://user@host[:port]/path";
-const USR_URL_QUERY_EXPECTED = "a file:// or sftp:// URL without ?query or #fragment (write ? as %3F and # as %23)";
+const USR_URL_QUERY_EXPECTED = "a file://, sftp:// or tftp:// URL without ?query or #fragment (write ? as %3F and # as %23)";
+const USR_URL_TFTP_EXPECTED = "a tftp URL with a host and a file, without user or password (TFTP has none): tftp://host[:port]/path";
+const USR_URL_TFTP_MODE_EXPECTED = "a tftp URL without ;mode= (the image is always read in octet mode)";
 
 /**
  * A URL as it may be shown in a message or log: the password of its userinfo
@@ -248,7 +250,7 @@ function parseUsrUrl(param: string, value: string | null, expected: string): str
   if (value === null || /[\s\u0000-\u001f\u007f-\u009f\\]/.test(value)) return fail();
   // WHATWG would read "http:host/x" and "https:///host/x" as http(s)://host/x;
   // insist on the usual spelling, with a host right after "//" except for file:.
-  if (!/^(?:(?:https?|sftp):\/\/[^/]|file:\/\/\/)/i.test(value)) return fail();
+  if (!/^(?:(?:https?|sftp|tftp):\/\/[^/]|file:\/\/\/)/i.test(value)) return fail();
   // WHATWG keeps a stray '%' as it is; the fetcher's decoding would not.
   if (/%(?![0-9A-Fa-f]{2})/.test(value)) return fail(USR_URL_ESCAPE_EXPECTED);
   let url: URL;
@@ -269,6 +271,15 @@ function parseUsrUrl(param: string, value: string | null, expected: string): str
       if (url.username === "") fail(USR_URL_SFTP_USER_EXPECTED);
       if (!decodesCleanly(url.username) || !decodesCleanly(url.pathname)) fail(USR_URL_ESCAPE_EXPECTED);
       if (value.includes("?") || value.includes("#")) fail(USR_URL_QUERY_EXPECTED);
+      break;
+    case "tftp:":
+      if (url.username !== "" || url.password !== "") fail(USR_URL_TFTP_EXPECTED);
+      if (url.hostname === "" || !SFTP_HOST_RE.test(url.hostname) || url.port === "0") fail(USR_URL_TFTP_EXPECTED);
+      // The file name is the path without its first "/" (RFC 3617): there must be one.
+      if (url.pathname === "" || url.pathname === "/") fail(USR_URL_TFTP_EXPECTED);
+      if (!decodesCleanly(url.pathname)) fail(USR_URL_ESCAPE_EXPECTED);
+      if (value.includes("?") || value.includes("#")) fail(USR_URL_QUERY_EXPECTED);
+      if (/;mode=/i.test(decodeURIComponent(url.pathname))) fail(USR_URL_TFTP_MODE_EXPECTED);
       break;
     case "file:":
       if (url.hostname !== "" || url.pathname === "/") fail();
@@ -663,9 +674,9 @@ export const PARAMS = Object.freeze({
   "init": single("init", "an absolute path such as /init", matching(/^\//), "the full initrd's init", { shownDefault: "`/init`" }),
   "rd.usr.url": single(
     "usrUrl",
-    "an http://, https://, sftp://user@host[:port]/path or file:///path URL",
+    "an http://, https://, sftp://user@host[:port]/path, tftp://host[:port]/path or file:///path URL",
     parseUsrUrl,
-    "diskless: fetch the /usr image (`http://`, `https://`, `sftp://user@host[:port]/path`, `file://`); a squashfs, or a cpio holding `usr.squashfs`",
+    "diskless: fetch the /usr image (`http://`, `https://`, `sftp://user@host[:port]/path`, `tftp://host[:port]/path`, `file://`); a squashfs, or a cpio holding `usr.squashfs`",
   ),
   "rd.usr.hash": single(
     "usrHash",

@@ -260,6 +260,7 @@ export async function fetchImage(plan: FetchPlan): Promise<FetchResult> {
         }
         throw e;
       }
+      if (!everConnected && src.note) plan.log(src.note);
       if (!everConnected) transferAttempt = 0;
       everConnected = true;
       if (!checkedSpace && src.total !== null) {
@@ -273,7 +274,7 @@ export async function fetchImage(plan: FetchPlan): Promise<FetchResult> {
       let skip = src.skip;
       // Bytes of the image received so far, verified or still pending.
       let received = offset;
-      if (skip > 0) plan.log(`the server ignored the Range request: skipping the ${skip} bytes already verified`);
+      if (skip > 0) plan.log(`${src.skipReason ?? "the server ignored the Range request"}: skipping the ${skip} bytes already verified`);
 
       // The minimum rate: bytes from the server over the last window,
       // sampled at most 20 times a window (lenient by one sample).

@@ -1,11 +1,13 @@
 // Byte sources for the /usr image: HTTP(S) with fetch, SFTP with
-// ssh2-sftp-client, and file:// (tests, local media). Each opens the image
-// at a byte offset, so a dropped transfer resumes from the last verified
-// chunk instead of starting over.
+// ssh2-sftp-client, TFTP (tftp-client.ts), and file:// (tests, local
+// media). Each opens the image at a byte offset, so a dropped transfer
+// resumes from the last verified chunk instead of starting over; TFTP
+// cannot, and starts from byte 0 with the verified bytes to be skipped.
 import fs from "node:fs";
 import { createHash } from "node:crypto";
 import { redactText, redactUrl } from "../redact.ts";
 import { messageOf } from "../errors.ts";
+import { openTftp, type TftpOptions } from "./tftp-client.ts";
 
 export { redactText, redactUrl };
 
@@ -23,8 +25,12 @@ export class FetchError extends Error {
 export interface OpenedSource {
   /** Total image size when the server says it. */
   total: number | null;
-  /** Bytes the caller must drop from the front (a server that ignored Range). */
+  /** Bytes the caller must drop from the front (a server that ignored Range, a TFTP retry). */
   skip: number;
+  /** Why `skip` is not 0, when it is not a server ignoring Range. */
+  skipReason?: string;
+  /** What was agreed with the server, worth a log line on the first connection (TFTP's options). */
+  note?: string;
   chunks: AsyncIterable<Uint8Array>;
   close(): Promise<void>;
 }
@@ -36,6 +42,8 @@ export interface SourceOptions {
   /** Abort a transfer that delivers nothing for this long. */
   stallMs: number;
   sftp?: SftpCredentials;
+  /** TFTP timing and options (tests shorten the timeouts); DEFAULT_TFTP otherwise. */
+  tftp?: TftpOptions;
 }
 
 export interface SftpCredentials {
@@ -66,8 +74,10 @@ export function openSource(url: string, offset: number, opts: SourceOptions, sig
       return openSftp(url, offset, opts, signal);
     case "file":
       return openFile(url, offset, signal);
+    case "tftp":
+      return openTftp(url, offset, signal, opts.tftp);
     default:
-      return Promise.reject(new FetchError(`rd.usr.url=${redactUrl(url)}: unsupported scheme "${scheme.slice(0, 20)}"; expected http, https, sftp or file`, false));
+      return Promise.reject(new FetchError(`rd.usr.url=${redactUrl(url)}: unsupported scheme "${scheme.slice(0, 20)}"; expected http, https, sftp, tftp or file`, false));
   }
 }
 

@@ -45,9 +45,14 @@ export function guestUrl(server: TestServer, urlPath: string): string {
   return `${server.url.replace("127.0.0.1", GUEST_HOST)}${urlPath}`;
 }
 
-/** One NIC of the given QEMU model on a user-mode network (DHCP server at 10.0.2.2, host loopback as 10.0.2.2). */
-export function userNic(model = "virtio-net-pci", mac = DEFAULT_MAC): string[] {
-  return ["-netdev", "user,id=n0", "-device", `${model},netdev=n0,mac=${mac}`];
+/**
+ * One NIC of the given QEMU model on a user-mode network (DHCP server at
+ * 10.0.2.2, host loopback as 10.0.2.2). With `tftpDir`, QEMU's own TFTP
+ * server answers on 10.0.2.2:69 with the files of that directory.
+ */
+export function userNic(model = "virtio-net-pci", mac = DEFAULT_MAC, tftpDir?: string): string[] {
+  if (tftpDir !== undefined && /[,\s]/.test(tftpDir)) throw new Error(`a TFTP directory for QEMU's -netdev may not contain commas or blanks: ${tftpDir}`);
+  return ["-netdev", `user,id=n0${tftpDir !== undefined ? `,tftp=${tftpDir}` : ""}`, "-device", `${model},netdev=n0,mac=${mac}`];
 }
 
 /** Waits for stage 2 of a diskless boot and checks it runs on the fetched image; its facts. */
