@@ -78,7 +78,9 @@ describe("decoding hostile packets", () => {
 
   test("an ERROR message without its NUL, or with control characters, is still read, and cut to 200 characters", () => {
     expect(decodePacket(bytes(0, 5, 0, 2, "denied"))).toEqual({ op: "ERROR", code: 2, message: "denied" });
-    expect(decodePacket(bytes(0, 5, 0, 0, "a\x1b[2Jb", 0))).toEqual({ op: "ERROR", code: 0, message: "a?[2Jb" });
+    expect(decodePacket(bytes(0, 5, 0, 0, "a\x1b[2Jb", 0))).toEqual({ op: "ERROR", code: 0, message: "a\\x1b[2Jb" });
+    // C1 controls and bidirectional overrides too: the message reaches the console.
+    expect((decodePacket(bytes(0, 5, 0, 0, "a\u009b2J\u202eb", 0)) as { message: string }).message).toBe("a\\x9b2J\\u{202e}b");
     expect((decodePacket(bytes(0, 5, 0, 0, "x".repeat(5000), 0)) as { message: string }).message).toHaveLength(200);
   });
 });

@@ -5,6 +5,7 @@
 // TftpError, never another exception.
 
 import { redactUrl } from "../redact.ts";
+import { escapeControls, showValue } from "../text.ts";
 
 export class TftpError extends Error {
   constructor(
@@ -118,12 +119,12 @@ function readStrings(buf: Uint8Array, at: number, what: string): string[] {
 }
 
 function optionMap(pairs: string[], what: string): Map<string, string> {
-  if (pairs.length % 2 !== 0) throw new TftpError(`${what}: option ${JSON.stringify(pairs.at(-1)!.slice(0, 40))} has no value`, ERR_OPTIONS);
+  if (pairs.length % 2 !== 0) throw new TftpError(`${what}: option "${showValue(pairs.at(-1)!)}" has no value`, ERR_OPTIONS);
   const map = new Map<string, string>();
   for (let i = 0; i < pairs.length; i += 2) {
     const name = pairs[i]!.toLowerCase();
     if (name === "") throw new TftpError(`${what}: an option with an empty name`, ERR_OPTIONS);
-    if (map.has(name)) throw new TftpError(`${what}: option ${JSON.stringify(name.slice(0, 40))} given twice`, ERR_OPTIONS);
+    if (map.has(name)) throw new TftpError(`${what}: option "${showValue(name)}" given twice`, ERR_OPTIONS);
     map.set(name, pairs[i + 1]!);
   }
   return map;
@@ -153,7 +154,8 @@ export function decodePacket(buf: Uint8Array): TftpPacket {
       need(4, "ERROR");
       // A missing NUL after the message is tolerated: the error is what matters.
       const end = buf.indexOf(0, 4);
-      const message = dec.decode(buf.subarray(4, end < 0 ? buf.length : end)).replace(/[\u0000-\u001f\u007f-\u009f]/g, "?").slice(0, 200);
+      // The server's words reach the console: escaped (control characters, bidirectional overrides).
+      const message = escapeControls(dec.decode(buf.subarray(4, end < 0 ? buf.length : end)).slice(0, 200));
       return { op: "ERROR", code: (buf[2]! << 8) | buf[3]!, message };
     }
     case OP_OACK:
@@ -187,7 +189,7 @@ export function requestOptions(req: TftpRequest): Array<[string, string]> {
 }
 
 function number(name: string, value: string, min: number, max: number): number {
-  if (!/^\d{1,16}$/.test(value)) throw new TftpError(`the server's OACK gives ${name} ${JSON.stringify(value.slice(0, 40))}: not a number`, ERR_OPTIONS);
+  if (!/^\d{1,16}$/.test(value)) throw new TftpError(`the server's OACK gives ${name} "${showValue(value)}": not a number`, ERR_OPTIONS);
   const n = Number(value);
   if (n < min || n > max) throw new TftpError(`the server's OACK gives ${name} ${value}: expected ${min} to ${max}`, ERR_OPTIONS);
   return n;
@@ -204,7 +206,7 @@ export function negotiate(req: TftpRequest, oack: Map<string, string> | null): N
   if (oack === null) return result;
   const asked = new Set(requestOptions(req).map(([n]) => n));
   for (const [name, value] of oack) {
-    if (!asked.has(name)) throw new TftpError(`the server's OACK names option ${JSON.stringify(name.slice(0, 40))}, which was not requested`, ERR_OPTIONS);
+    if (!asked.has(name)) throw new TftpError(`the server's OACK names option "${showValue(name)}", which was not requested`, ERR_OPTIONS);
     switch (name) {
       case "blksize":
         result.blksize = number(name, value, MIN_BLKSIZE, req.blksize);
