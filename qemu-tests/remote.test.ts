@@ -10,7 +10,7 @@ import { encodeNewc } from "../lib/initrd/cpio.ts";
 import { startTestServer, type TestServer } from "../lib/testing/testserver.ts";
 import { fixtures, initrdWith, requireInitrd } from "./harness/fixtures.ts";
 import { CACHE, concatInitrds, cpioArchive } from "./harness/images.ts";
-import { bootRemoteToStage2, CHUNK, guestUrl as guest, initrdWithHashList as withHashList, remoteUsr, userNic } from "./harness/remote-usr.ts";
+import { bootRemoteToFailure, bootRemoteToStage2, CHUNK, guestUrl as guest, initrdWithHashList as withHashList, remoteUsr, userNic } from "./harness/remote-usr.ts";
 import { freePort, GUEST_HOST, startSshd, type Sshd } from "./harness/servers.ts";
 import { Vm } from "./harness/vm.ts";
 
@@ -63,17 +63,7 @@ afterAll(async () => {
 
 const bootToStage2 = (vm: Vm) => bootRemoteToStage2(vm, BOOT_MS);
 
-async function bootToFailure(vm: Vm): Promise<string> {
-  try {
-    await vm.expect("Press Enter for emergency shell", BOOT_MS);
-    await vm.waitExit(60_000);
-  } finally {
-    vm.kill();
-  }
-  expect(vm.console).not.toContain("STAGE2:");
-  expect(vm.console).not.toMatch(/mounted .* on \/sysusr\/usr/);
-  return vm.console;
-}
+const bootToFailure = (vm: Vm) => bootRemoteToFailure(vm, BOOT_MS);
 
 describe("diskless /usr over the network", () => {
   test("HTTP via DHCP, verified by the initrd's stream-hash list", async () => {

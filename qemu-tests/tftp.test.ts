@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { CACHE } from "./harness/images.ts";
-import { bootRemoteToStage2, CHUNK, initrdWithHashList as withHashList, remoteUsr, userNic } from "./harness/remote-usr.ts";
+import { bootRemoteToFailure, bootRemoteToStage2, CHUNK, initrdWithHashList as withHashList, remoteUsr, userNic } from "./harness/remote-usr.ts";
 import { Vm } from "./harness/vm.ts";
 
 const BOOT_MS = 300_000;
@@ -23,17 +23,7 @@ const TAMPER_AT = 5 * CHUNK + 100;
 }
 const NIC = userNic(undefined, undefined, TFTP_DIR);
 
-async function bootToFailure(vm: Vm): Promise<string> {
-  try {
-    await vm.expect("Press Enter for emergency shell", BOOT_MS);
-    await vm.waitExit(60_000);
-  } finally {
-    vm.kill();
-  }
-  expect(vm.console).not.toContain("STAGE2:");
-  expect(vm.console).not.toMatch(/mounted .* on \/sysusr\/usr/);
-  return vm.console;
-}
+const bootToFailure = (vm: Vm) => bootRemoteToFailure(vm, BOOT_MS);
 
 describe("diskless /usr over TFTP (QEMU's server)", () => {
   test("tftp: boots to stage 2 from rd.usr.url=tftp://10.0.2.2/usr.squashfs, verified by the stream-hash list", async () => {

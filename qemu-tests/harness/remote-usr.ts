@@ -56,6 +56,19 @@ export function userNic(model = "virtio-net-pci", mac = DEFAULT_MAC, tftpDir?: s
 }
 
 /** Waits for stage 2 of a diskless boot and checks it runs on the fetched image; its facts. */
+/** A diskless boot that must fail: the emergency prompt, power off, and nothing of /usr mounted. */
+export async function bootRemoteToFailure(vm: Vm, bootMs: number): Promise<string> {
+  try {
+    await vm.expect("Press Enter for emergency shell", bootMs);
+    await vm.waitExit(60_000);
+  } finally {
+    vm.kill();
+  }
+  expect(vm.console).not.toContain("STAGE2:");
+  expect(vm.console).not.toMatch(/mounted .* on \/sysusr\/usr/);
+  return vm.console;
+}
+
 export async function bootRemoteToStage2(vm: Vm, bootMs: number): Promise<Record<string, string>> {
   const facts = await bootToStage2(vm, bootMs);
   expect(facts.pid).toBe("1");
