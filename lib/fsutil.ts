@@ -15,3 +15,13 @@ export function readOptional(path: string): string | null {
 export function readSysValue(path: string): string | null {
   return readOptional(path)?.trim() ?? null;
 }
+
+/** The driver bound to a sysfs device directory ("e1000", "mptsas"), or null when none is. */
+export function boundDriver(deviceDir: string): string | null {
+  try {
+    const target = fs.readlinkSync(`${deviceDir}/driver`);
+    return target.slice(target.lastIndexOf("/") + 1);
+  } catch {
+    return null;
+  }
+}

@@ -5,8 +5,7 @@
 // USB mass storage, SAS and RAID adapters), NVMe controllers and MMC hosts
 // are the controllers a disk hangs off; virtio-blk has no host in between.
 import fs from "node:fs";
-import path from "node:path";
-import { readSysValue } from "../fsutil.ts";
+import { boundDriver, readSysValue } from "../fsutil.ts";
 
 export interface DisklessHost {
   kind: "scsi" | "nvme" | "mmc";
@@ -27,11 +26,7 @@ function list(dir: string): string[] {
 }
 
 function driverOf(deviceDir: string): string {
-  try {
-    return path.basename(fs.readlinkSync(`${deviceDir}/driver`));
-  } catch {
-    return "no driver";
-  }
+  return boundDriver(deviceDir) ?? "no driver";
 }
 
 /**

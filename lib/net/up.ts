@@ -4,7 +4,7 @@
 // configures address, route and resolv.conf itself, so every step is logged).
 // The network is left up for stage 2, as configured here.
 import fs from "node:fs";
-import { readSysValue } from "../fsutil.ts";
+import { boundDriver, readSysValue } from "../fsutil.ts";
 import type { BootParams } from "../cmdline.ts";
 import { log } from "../log.ts";
 import { runChecked, run } from "../spawn.ts";
@@ -50,19 +50,9 @@ function interfaces(): string[] {
   }
 }
 
-/** The driver bound to an interface's device ("e1000", "virtio_net"); null for virtual ones. */
-function driverOf(name: string): string | null {
-  try {
-    const target = fs.readlinkSync(`/sys/class/net/${name}/device/driver`);
-    return target.slice(target.lastIndexOf("/") + 1);
-  } catch {
-    return null;
-  }
-}
-
 /** "eth0 (driver e1000, mac 52:54:00:12:34:56, carrier up)". */
 function describeInterface(n: string): string {
-  return `${n} (driver ${driverOf(n) ?? "none"}, mac ${readSysValue(`/sys/class/net/${n}/address`) ?? "?"}, carrier ${readSysValue(`/sys/class/net/${n}/carrier`) === "1" ? "up" : "down"})`;
+  return `${n} (driver ${boundDriver(`/sys/class/net/${n}/device`) ?? "none"}, mac ${readSysValue(`/sys/class/net/${n}/address`) ?? "?"}, carrier ${readSysValue(`/sys/class/net/${n}/carrier`) === "1" ? "up" : "down"})`;
 }
 
 function describeInterfaces(): string {
