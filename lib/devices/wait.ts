@@ -147,11 +147,11 @@ export async function waitForDevice(
    * The block devices present, for the still-waiting report: listed with
    * their identities the first time and whenever they change, so an
    * operator sees "a disk, but not the one named" without a shell; counted
-   * otherwise, so a long wait does not repeat the list every 5 s.
+   * otherwise, so a long wait does not repeat the list every 5 s. The
+   * superblocks are read only when the set changed: a disk that hangs on
+   * reads would otherwise stall every report (and the timeout behind it),
+   * and a PARTUUID wait never needed them.
    */
-  // The superblocks are read only when the set of devices changed: a disk
-  // that hangs on reads would otherwise stall every report (and the
-  // timeout behind it), and a PARTUUID wait never needed them.
   let reportedShape: string | null = null;
   let reportedAt = 0;
   function deviceReport(elapsedSec: number): string {
@@ -216,8 +216,8 @@ export async function waitForDevice(
       const extra = await onStillWaiting?.();
       // One report, indented below its first line: the hint tells "no
       // driver" and "driver but no disk" apart, the devices "disk but not
-      // the one named".
-      // The hint quotes sysfs (driver and host names): escaped like the device lists.
+      // the one named". The hint quotes sysfs (driver and host names):
+      // escaped like the device lists.
       const details = [...(extra ? extra.split("\n").map(escapeControls) : []), ...deviceReport(sec).split("\n")];
       log.info(`still waiting for ${what} (${sec} s)\n${details.map((l) => "  " + l).join("\n")}`);
     }
