@@ -18,6 +18,9 @@ import { DeviceManager } from "../lib/uevent/manager.ts";
 import { openUsrVerity } from "../lib/usr-verity.ts";
 import { bringUpNetwork } from "../lib/net/up.ts";
 import { fetchUsr } from "../lib/remote-usr.ts";
+import { attachNetworkUsr, SOURCE_MODULES } from "../lib/netusr/attach.ts";
+import { mountNfsUsr } from "../lib/netusr/nfs.ts";
+import { formatNetworkUsr, formatNfsExport } from "../lib/netusr/ref.ts";
 import { USR_HASHES } from "../lib/paths.ts";
 import { PAYLOAD_IMAGE } from "../lib/initrd/payload.ts";
 import { awaitEarlyColdplug } from "../lib/early-coldplug.ts";
@@ -98,8 +101,8 @@ async function storageHint(): Promise<string | null> {
   return lines.filter((l) => l !== null).join("\n") || null;
 }
 
-/** What the mount step mounts: a block device (verity or plain) or an image file. */
-type UsrSource = { kind: "device"; path: string } | { kind: "image"; path: string };
+/** What the mount step mounts: a block device (verity or plain), an image file, or an NFS export. */
+type UsrSource = { kind: "device"; path: string } | { kind: "image"; path: string } | { kind: "nfs" };
 
 async function findAndOpenUsr(signal: AbortSignal, plan: UsrPlan, p: BootParams, cfg: InitrdConfig, settleInBackground: (settled: Promise<void>) => void): Promise<UsrSource> {
   switch (plan.kind) {
@@ -120,10 +123,45 @@ async function findAndOpenUsr(signal: AbortSignal, plan: UsrPlan, p: BootParams,
     case "squashfs-file":
       await breakpoint("pre-verity");
       return { kind: "image", path: plan.image };
+    case "verity-net": {
+      const data = await step(signal, "attach-usr", () => attachNetworkUsr(plan.source, modules, signal));
+      await breakpoint("pre-verity");
+      const path = await step(signal, "verity", async () => {
+        await baseModules;
+        try {
+          // A network source fails a corrupt read with EIO instead of panicking (usr-verity.ts says why).
+          return await openUsrVerity(data.dev, plan.rootHash, cfg.verityHashOffset, "eio");
+        } finally {
+          data.release();
+        }
+      });
+      return { kind: "device", path };
+    }
+    case "nfs":
+      await step(signal, "load-nfs", () => modules.load(SOURCE_MODULES.nfs, "mount.usr= (NFS)"));
+      await breakpoint("pre-verity");
+      return { kind: "nfs" };
     case "remote":
       await step(signal, "fetch-usr", () => fetchUsr(plan, p, cfg.buildId, signal));
       await breakpoint("pre-verity");
       return { kind: "image", path: plan.image };
+  }
+}
+
+function describePlan(plan: UsrPlan): string {
+  switch (plan.kind) {
+    case "squashfs-file":
+      return plan.image;
+    case "remote":
+      return redactUrl(plan.url);
+    case "verity":
+      return "dm-verity";
+    case "verity-net":
+      return `dm-verity over ${formatNetworkUsr(plan.source)}, read block by block`;
+    case "nfs":
+      return `NFS ${formatNfsExport(plan.export)}, unverified (rd.usr.insecure=1)`;
+    case "plain":
+      return "a plain device";
   }
 }
 
@@ -142,18 +180,21 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
   const p = await step(signal, "cmdline", readCommandLine);
   const cfg = (config = await step(signal, "config", readConfig));
   const plan = await step(signal, "plan", () => planUsr(p, { hasUsrSquashfs: appendedUsrSquashfs, hasUsrHashList: fs.existsSync(USR_HASHES) }));
-  log.info(`/usr from ${plan.kind === "squashfs-file" ? plan.image : plan.kind === "remote" ? redactUrl(plan.url) : plan.kind === "verity" ? "dm-verity" : "a plain device"}`);
+  log.info(`/usr from ${describePlan(plan)}`);
   if (appendedUsrSquashfs && p.usrUrl) log.info(`rd.usr.url= is ignored: the appended /usr.squashfs wins`);
 
   await breakpoint("pre-udev");
   await step(signal, "device-manager", () => startDeviceManager(p));
 
   // rd.usr.url= implies rd.neednet=1.
-  if (p.neednet || plan.kind === "remote") {
+  // A network source of /usr implies it too.
+  const networkUsr = plan.kind === "remote" || plan.kind === "verity-net" || plan.kind === "nfs";
+  if (p.neednet || networkUsr) {
     await step(signal, "network", () => {
       // Said at once instead of after the NIC timeout: no driver could ever bind.
       if (cfg.profile === "disk") {
-        throw new BootError(`this initrd was built with --profile disk, which has no network drivers; ${plan.kind === "remote" ? "rd.usr.url=" : "rd.neednet=1"} needs one built with --profile netboot`, { param: plan.kind === "remote" ? "rd.usr.url" : "rd.neednet" });
+        const param = plan.kind === "remote" ? "rd.usr.url" : plan.kind === "verity-net" ? "verity.usr" : plan.kind === "nfs" ? "mount.usr" : "rd.neednet";
+        throw new BootError(`this initrd was built with --profile disk, which has no network drivers; ${param}=${networkUsr ? " (a network /usr)" : "1"} needs one built with --profile netboot`, { param });
       }
       return bringUpNetwork(p, devices);
     });
@@ -170,7 +211,8 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
   await step(signal, "mount-usr", async () => {
     await baseModules;
     if (usr.kind === "image") mountSquashfsFile(usr.path, SYSUSR);
-    else if (plan.kind === "verity" || plan.kind === "plain") mountUsrDevice(usr.path, SYSUSR, plan.fsType, plan.options);
+    else if (usr.kind === "device" && (plan.kind === "verity" || plan.kind === "verity-net" || plan.kind === "plain")) mountUsrDevice(usr.path, SYSUSR, plan.fsType, plan.options);
+    else if (plan.kind === "nfs") await mountNfsUsr(plan, SYSUSR);
   });
   await step(signal, "full-initrd", () => {
     mountFullInitrd();

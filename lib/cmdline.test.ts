@@ -409,7 +409,7 @@ describe("parseBootParams: verity and /usr", () => {
     expect(messages("verity.usr=FOO=bar")).toEqual([
       "verity.usr=FOO=bar: expected PARTUUID=, PARTLABEL=, UUID=, LABEL= or a /dev/ path",
     ]);
-    expect(messages("verity.usr")).toEqual([`verity.usr: expected ${DEVICE_EXPECTED}`]);
+    expect(messages("verity.usr")).toEqual([`verity.usr: expected ${DEVICE_EXPECTED}, or nbd://HOST[:PORT]/EXPORT or nfs://HOST[:PORT]/PATH/FILE`]);
     expect(messages("verity.usr=PARTUUID=nope")).toEqual([`verity.usr=PARTUUID=nope: expected ${PARTUUID_EXPECTED}`]);
     expect(messages("mount.usr=/dev/")).toEqual([`mount.usr=/dev/: expected ${DEV_PATH_EXPECTED}`]);
     expect(messages("usr=sda")).toEqual([`usr=sda: expected ${DEVICE_EXPECTED}`]);
@@ -1005,7 +1005,7 @@ describe("parseBootParams: hostile input", () => {
   test("1 MB label and path are accepted or rejected without trouble", () => {
     const big = "L".repeat(1 << 20);
     expect(ok(`verity.usr=LABEL=${big}`).verityUsr).toEqual({ kind: "label", value: big });
-    expect(ok(`verity.usr=/dev/${big}`).verityUsr?.value.length).toBe(5 + (1 << 20));
+    expect(ok(`verity.usr=/dev/${big}`).verityUsr).toEqual({ kind: "path", value: `/dev/${big}` });
     expect(messages(`verity.usr=UUID=${"a".repeat(1 << 20)}`)).toHaveLength(1);
     expect(messages(`verity.usr=PARTUUID=${"a".repeat(1 << 20)}`)).toHaveLength(1);
   });

@@ -8,6 +8,7 @@
 // from it). What each parameter does: docs/command-line.md.
 import { DEVICE_EXPECTED, parseDeviceRef, type DeviceRef } from "./devices/ref.ts";
 import { ParamError } from "./param-error.ts";
+import { isNetworkUsrUrl, isNfsExportRef, parseNetworkUsr, parseNfsExport, type NetworkUsr, type NfsExport } from "./netusr/ref.ts";
 
 // ---------------------------------------------------------------------------
 // Tokeniser
@@ -373,10 +374,12 @@ function requireValue(param: string, value: string | null, expected: string): st
 // ---------------------------------------------------------------------------
 
 export interface BootParams {
-  verityUsr?: DeviceRef;
+  /** A partition, or a network source of the verity image (nbd://, nfs://). */
+  verityUsr?: DeviceRef | NetworkUsr;
   /** 64 hex digits, lower case. */
   verityUsrHash?: string;
-  mountUsr?: DeviceRef;
+  /** A device, or an NFS export (plain, refused unless rd.usr.insecure=1). */
+  mountUsr?: DeviceRef | NfsExport;
   mountUsrFsType: string;
   /** Raw; validated when /usr is mounted. */
   mountUsrFlags: string;
@@ -557,11 +560,6 @@ function seconds(field: FieldOf<number>, meaning: string): ParamRow {
   return single(field, SECONDS_EXPECTED, parseSeconds, meaning);
 }
 
-function device(field: FieldOf<DeviceRef>, meaning: string, options?: RowOptions): ParamRow {
-  const parse: ValueParser<DeviceRef> = (param, value, expected) => parseDeviceRef(param, requireValue(param, value, expected));
-  return single(field, DEVICE_EXPECTED, parse, meaning, options);
-}
-
 function list<T extends string>(
   field: FieldOf<T[]>,
   items: ListItems<T>,
@@ -638,12 +636,26 @@ function each(field: FieldOf<string[]>, expected: string, meaning: string, optio
  * docs/command-line.md describes each parameter in full (a test checks both).
  */
 export const PARAMS = Object.freeze({
-  "verity.usr": device(
+  "verity.usr": single<DeviceRef | NetworkUsr>(
     "verityUsr",
-    "partition with /usr and its hash tree: `PARTUUID=`, `PARTLABEL=`, `UUID=`, `LABEL=`, a `/dev/...` path (also `/dev/disk/by-*/…`)",
+    `${DEVICE_EXPECTED}, or nbd://HOST[:PORT]/EXPORT or nfs://HOST[:PORT]/PATH/FILE`,
+    (param, value, expected) => {
+      const v = requireValue(param, value, expected);
+      return isNetworkUsrUrl(v) ? parseNetworkUsr(param, v) : parseDeviceRef(param, v);
+    },
+    "partition with /usr and its hash tree: `PARTUUID=`, `PARTLABEL=`, `UUID=`, `LABEL=`, a `/dev/...` path (also `/dev/disk/by-*/…`); diskless: `nbd://HOST[:PORT]/EXPORT` or `nfs://HOST[:PORT]/PATH/FILE`, read block by block",
   ),
   "verity.usrhash": single("verityUsrHash", "64 hex digits (the sha256 dm-verity root hash)", parseRootHash, "dm-verity root hash, 64 hex"),
-  "mount.usr": device("mountUsr", "device to mount as /usr; with verity it is `/dev/mapper/usr`", { aliases: ["usr"] }),
+  "mount.usr": single<DeviceRef | NfsExport>(
+    "mountUsr",
+    `${DEVICE_EXPECTED}, or an NFS export HOST:/EXPORT or nfs4:HOST:/EXPORT`,
+    (param, value, expected) => {
+      const v = requireValue(param, value, expected);
+      return isNfsExportRef(v) ? parseNfsExport(param, v) : parseDeviceRef(param, v);
+    },
+    "device to mount as /usr; with verity it is `/dev/mapper/usr`; `HOST:/EXPORT` (with `mount.usrfstype=nfs4`) or `nfs4:HOST:/EXPORT` for an unverified NFS /usr (needs `rd.usr.insecure=1`)",
+    { aliases: ["usr"] },
+  ),
   "mount.usrfstype": single("mountUsrFsType", "a filesystem type such as auto, ext4, btrfs or squashfs", matching(FSTYPE_RE), "filesystem type", {
     aliases: ["usrfstype"],
   }),

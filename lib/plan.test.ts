@@ -306,3 +306,54 @@ describe("remote /usr (rd.usr.url=)", () => {
     expect(p).toEqual({ kind: "squashfs-file", image: "/usr.squashfs" });
   });
 });
+
+describe("planUsr: /usr over the network, block by block or NFS", () => {
+  test("verity.usr=nbd:// and nfs:// are verity over a network source, read-only", () => {
+    expect(plan(`verity.usr=nbd://10.0.2.2/usr verity.usrhash=${HASH} mount.usr=${MAPPER_USR}`)).toEqual({
+      kind: "verity-net",
+      source: { kind: "nbd", host: "10.0.2.2", port: 10809, exportName: "usr" },
+      rootHash: HASH,
+      fsType: "auto",
+      options: { flags: MS_FLAGS.RDONLY, data: "", readOnly: true },
+    });
+    const nfs = plan(`verity.usr=nfs://nas:20490/srv/usr.img verity.usrhash=${HASH}`);
+    expect(nfs.kind === "verity-net" && nfs.source).toEqual({ kind: "nfs", host: "nas", port: 20490, dir: "/srv", file: "usr.img" });
+  });
+
+  test("a network verity.usr still needs its root hash, and an appended image does not win over it", () => {
+    const e = planError("verity.usr=nbd://h/usr");
+    expect(e.message).toContain("verity.usr=nbd://h/usr is set but verity.usrhash= is missing");
+    expect(e.param).toBe("verity.usrhash");
+    expect(plan(`verity.usr=nbd://h/usr verity.usrhash=${HASH}`, PXE).kind).toBe("verity-net");
+  });
+
+  test("mount.usr= naming an NFS export is refused without rd.usr.insecure=1, saying what to use instead", () => {
+    const e = planError("mount.usr=nfs4:10.0.2.2:/srv/usr");
+    expect(e.param).toBe("rd.usr.insecure");
+    expect(e.message).toContain("mount.usr=nfs4:10.0.2.2:/srv/usr is an NFS /usr, which nothing verifies");
+    expect(e.message).toContain("verity.usr=nfs://HOST/PATH/usr.img");
+  });
+
+  test("with rd.usr.insecure=1 it is an NFS plan, read-only, with mount.usrflags= kept", () => {
+    expect(plan("mount.usr=nfs4:10.0.2.2:/srv/usr rd.usr.insecure=1 mount.usrflags=ro,port=20490")).toEqual({
+      kind: "nfs",
+      export: { kind: "nfs-export", host: "10.0.2.2", path: "/srv/usr", typed: true },
+      options: { flags: MS_FLAGS.RDONLY, data: "port=20490", readOnly: true },
+    });
+    expect(plan("mount.usr=10.0.2.2:/srv/usr mount.usrfstype=nfs4 rd.usr.insecure=1").kind).toBe("nfs");
+  });
+
+  test("HOST:/EXPORT needs mount.usrfstype=nfs4; nfs4:… with another type is a contradiction", () => {
+    const bare = planError("mount.usr=10.0.2.2:/srv/usr rd.usr.insecure=1");
+    expect(bare.param).toBe("mount.usrfstype");
+    expect(bare.message).toContain("set mount.usrfstype=nfs4, or write mount.usr=nfs4:10.0.2.2:/srv/usr");
+    const typed = planError("mount.usr=nfs4:h:/u mount.usrfstype=ext4 rd.usr.insecure=1");
+    expect(typed.message).toContain("mount.usrfstype=ext4 says otherwise");
+  });
+
+  test("verity with a mount.usr= NFS export is the usual conflict", () => {
+    const e = planError(`verity.usr=nbd://h/usr verity.usrhash=${HASH} mount.usr=nfs4:h:/u`);
+    expect(e.param).toBe("mount.usr");
+    expect(e.message).toContain("mount.usr=nfs4:h:/u conflicts with verity.usr=nbd://h/usr");
+  });
+});

@@ -19,14 +19,25 @@ import { close, DM_CONTROL, dmCreate, dmLoadTable, dmRemove, dmResume, dmTargets
 import { decodeDev, DM_FLAG, formatDev, formatTarget, verityTarget, type DmTarget } from "./sys/dm.ts";
 
 const MAPPER_NAME = "usr";
-/** What the mapping is opened with; a mapping with other options is never reused. */
-const VERITY_OPTIONS = ["panic_on_corruption"];
+/**
+ * What a corrupt block does. Either way it is never served.
+ * - "panic" (a local disk, as Flatcar does): the machine stops at once; on
+ *   the next boot the firmware or GRUB can fall back to the other slot.
+ * - "eio" (a network source): the read fails with EIO and the kernel logs the
+ *   block. Whoever can inject packets on the path to an NBD or NFS server (neither
+ *   is authenticated) could otherwise panic every machine of a fleet in a loop
+ *   by flipping one byte; failing the read protects the same, and keeps the
+ *   machine up to report it.
+ * A mapping with other options than the mode's is never reused.
+ */
+export type CorruptionMode = "panic" | "eio";
+const VERITY_OPTIONS: Record<CorruptionMode, string[]> = { panic: ["panic_on_corruption"], eio: [] };
 // Like dmsetup remove --retry: a mapping still held (a process of the
 // emergency shell finishing) often lets go within moments.
 const REMOVE_TRIES = 10;
 const REMOVE_RETRY_MS = 200;
 
-export async function openUsrVerity(dataDev: string, rootHash: string, hashOffset: number): Promise<string> {
+export async function openUsrVerity(dataDev: string, rootHash: string, hashOffset: number, mode: CorruptionMode = "panic"): Promise<string> {
   let sb;
   try {
     sb = parseVeritySuperblock(readAt(dataDev, hashOffset, 4096));
@@ -49,7 +60,7 @@ export async function openUsrVerity(dataDev: string, rootHash: string, hashOffse
   }
   log.debug(`verity superblock: ${sb.algorithm}, ${sb.dataBlocks} data blocks of ${sb.dataBlockSize}, hash block ${sb.hashBlockSize}, root hash matches`);
 
-  const target = verityTableFor(sb, formatDev(fs.statSync(dataDev).rdev), hashOffset, rootHash);
+  const target = verityTableFor(sb, formatDev(fs.statSync(dataDev).rdev), hashOffset, rootHash, mode);
   log.debug(`dm-verity table for ${MAPPER_NAME}: ${formatTarget(target)}`);
 
   const fd = openControl();
@@ -80,9 +91,10 @@ export async function openUsrVerity(dataDev: string, rootHash: string, hashOffse
  * The dm-verity target for the superblock at `hashOffset` of the data device
  * (data and hash tree on one partition, as Flatcar lays it out): the whole data
  * area, the tree starting at the hash block after the superblock, corruption
- * fatal. The same table `veritysetup open --panic-on-corruption` loads.
+ * handled as `mode` says. The same table `veritysetup open
+ * --panic-on-corruption` (or, for "eio", plain `veritysetup open`) loads.
  */
-export function verityTableFor(sb: VeritySuperblock, dev: string, hashOffset: number, rootHash: string): DmTarget {
+export function verityTableFor(sb: VeritySuperblock, dev: string, hashOffset: number, rootHash: string, mode: CorruptionMode = "panic"): DmTarget {
   return verityTarget({
     dataDev: dev,
     hashDev: dev,
@@ -94,7 +106,7 @@ export function verityTableFor(sb: VeritySuperblock, dev: string, hashOffset: nu
     algorithm: sb.algorithm,
     rootHash,
     salt: sb.salt,
-    options: VERITY_OPTIONS,
+    options: VERITY_OPTIONS[mode],
   });
 }
 
@@ -111,7 +123,7 @@ export function dmUuid(sb: VeritySuperblock): string {
 /**
  * Whether a live table is the mapping this boot would create: one verity
  * target with the same devices, geometry, root hash and salt, and exactly the
- * same options (corruption fatal, nothing else). A mapping made by hand in
+ * same options (the corruption mode's, nothing else). A mapping made by hand in
  * the emergency shell with ignore_corruption or check_at_most_once would pass
  * unverified data, so it is never reused.
  */

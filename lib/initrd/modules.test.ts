@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { newestKernel } from "./initrd.ts";
-import { DEFAULT_MODULES, DEFAULT_PROFILE, DIRECTORY_OMISSIONS, moduleName, modinfoValues, NIC_MODULES, parseBuiltin, parseModulesDep, PROFILES, selectModules, ModuleSelectionError } from "./modules.ts";
+import { DEFAULT_MODULES, DEFAULT_PROFILE, DIRECTORY_OMISSIONS, moduleName, modinfoValues, NIC_MODULES, NETWORK_USR_MODULES, parseBuiltin, parseModulesDep, PROFILES, selectModules, ModuleSelectionError } from "./modules.ts";
 
 const DEP = `kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
 kernel/lib/crc16.ko:
@@ -50,7 +50,7 @@ describe("module selection", () => {
   });
 
   test("profiles: disk is netboot without the NIC drivers; every omission is a plain module name", () => {
-    expect(PROFILES.netboot.filter((m) => !PROFILES.disk.includes(m))).toEqual([...NIC_MODULES]);
+    expect(PROFILES.netboot.filter((m) => !PROFILES.disk.includes(m))).toEqual([...NIC_MODULES, ...NETWORK_USR_MODULES]);
     expect(DEFAULT_MODULES).toEqual(PROFILES[DEFAULT_PROFILE]);
     for (const m of DIRECTORY_OMISSIONS) expect(m).toMatch(/^[a-z0-9_]+$/);
   });

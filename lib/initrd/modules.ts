@@ -52,12 +52,19 @@ export const DISK_MODULES: readonly string[] = [
 export const NIC_MODULES: readonly string[] = ["virtio_net", "e1000", "e1000e", "igb", "ixgbe", "vmxnet3", "hv_netvsc", "ena", "8139too", "8139cp", "pcnet32"];
 
 /**
+ * The block sources of a diskless verity /usr (verity.usr=nbd:// and nfs://)
+ * and of an NFS /usr: the NBD driver, and the NFSv4 client (its dependencies,
+ * sunrpc, nfs, lockd and the rest, come with it). lib/netusr/attach.ts loads them.
+ */
+export const NETWORK_USR_MODULES: readonly string[] = ["nbd", "nfsv4"];
+
+/**
  * Module sets by what the machine boots from. netboot (disks and the NICs
  * of a diskless boot) is the default: it boots every scenario of the test
  * suite. disk leaves the NIC drivers out, for images that never fetch /usr.
  */
 export const PROFILES = {
-  netboot: [...DISK_MODULES, ...NIC_MODULES],
+  netboot: [...DISK_MODULES, ...NIC_MODULES, ...NETWORK_USR_MODULES],
   disk: DISK_MODULES,
 } as const satisfies Record<string, readonly string[]>;
 export type Profile = keyof typeof PROFILES;

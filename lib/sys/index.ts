@@ -18,6 +18,12 @@ function open() {
     chroot: { args: [P], returns: i32 },
     socket: { args: [i32, i32, i32], returns: i32 },
     bind: { args: [i32, P, u32], returns: i32 },
+    connect: { args: [i32, P, u32], returns: i32 },
+    getsockopt: { args: [i32, i32, i32, P, P], returns: i32 },
+    read: { args: [i32, P, u64], returns: FFIType.i64 },
+    write: { args: [i32, P, u64], returns: FFIType.i64 },
+    // Variadic in C; the one int argument passes as on a fixed signature on x86-64 and arm64.
+    fcntl: { args: [i32, i32, u64], returns: i32 },
     setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
     poll: { args: [P, u64, i32], returns: i32 },
     close: { args: [i32], returns: i32 },
@@ -255,6 +261,127 @@ export function openUeventSocket(): number {
   v.setUint32(8, 1, true);
   check(c().bind(fd, ptr(addr), 12), "bind", "netlink uevent group 1");
   return fd;
+}
+
+// --- TCP and generic netlink, for handing a socket to the NBD driver ---
+// The socket must be a real fd the kernel can take over (NBD_ATTR_SOCKETS), so
+// it is made here rather than by Bun's networking, which keeps its fds to
+// itself. The handshake is a few hundred bytes, so its reads and writes are
+// synchronous, each bounded by poll(2) with a deadline.
+const AF_INET = 2, SOCK_STREAM = 1, SOCK_RAW = 3, SOCK_NONBLOCK = 0o4000, NETLINK_GENERIC = 16;
+const F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0o4000, SO_ERROR = 4, POLLOUT = 4;
+
+function pollFor(fd: number, events: number, timeoutMs: number): boolean {
+  const pfd = new Uint8Array(8);
+  const v = new DataView(pfd.buffer);
+  v.setInt32(0, fd, true);
+  v.setInt16(4, events, true);
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const n = Number(c().poll(ptr(pfd), 1, Math.max(0, Math.ceil(deadline - performance.now()))));
+    if (n >= 0) return n > 0;
+    const e = errno();
+    if (e !== ERRNO.EINTR) throw new SysError("poll", e, `fd ${fd}`);
+  }
+}
+
+/**
+ * A TCP connection to an IPv4 address, made within `timeoutMs`; the fd is
+ * non-blocking until handed on (setBlocking). ETIMEDOUT when the server does
+ * not answer in time.
+ */
+export function tcpConnect(ipv4: string, port: number, timeoutMs: number): number {
+  const octets = ipv4.split(".").map(Number);
+  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255)) throw new SysError("connect", ERRNO.EINVAL, `${ipv4}:${port} is not an IPv4 address`);
+  const fd = check(c().socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "socket", "AF_INET stream");
+  try {
+    // struct sockaddr_in { u16 family; u16 port (network order); u8 addr[4]; u8 zero[8]; }
+    const addr = new Uint8Array(16);
+    const v = new DataView(addr.buffer);
+    v.setUint16(0, AF_INET, true);
+    v.setUint16(2, port, false);
+    addr.set(octets, 4);
+    if (c().connect(fd, ptr(addr), 16) < 0) {
+      const e = errno();
+      if (e !== ERRNO.EINPROGRESS) throw new SysError("connect", e, `${ipv4}:${port}`);
+      if (!pollFor(fd, POLLOUT, timeoutMs)) throw new SysError("connect", ERRNO.ETIMEDOUT, `${ipv4}:${port}, no answer within ${timeoutMs} ms`);
+      const err = new Uint8Array(4), len = new Uint8Array(4);
+      new DataView(len.buffer).setUint32(0, 4, true);
+      check(c().getsockopt(fd, SOL_SOCKET, SO_ERROR, ptr(err), ptr(len)), "getsockopt", "SO_ERROR");
+      const soError = new DataView(err.buffer).getInt32(0, true);
+      if (soError !== 0) throw new SysError("connect", soError, `${ipv4}:${port}`);
+    }
+    return fd;
+  } catch (e) {
+    close(fd);
+    throw e;
+  }
+}
+
+/** Clears O_NONBLOCK, so that a kernel user of the socket (the NBD driver) waits as it expects to. */
+export function setBlocking(fd: number): void {
+  const flags = check(c().fcntl(fd, F_GETFL, 0), "fcntl", "F_GETFL");
+  check(c().fcntl(fd, F_SETFL, flags & ~O_NONBLOCK), "fcntl", "F_SETFL");
+}
+
+/** Reads exactly n bytes from a non-blocking fd before `deadline` (performance.now()); EOF and the deadline throw. */
+export function readExact(fd: number, n: number, deadline: number, what: string): Uint8Array {
+  const buf = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const left = deadline - performance.now();
+    if (left <= 0 || !pollFor(fd, POLLIN, left)) throw new SysError("read", ERRNO.ETIMEDOUT, `${what}: ${got} of ${n} bytes before the deadline`);
+    const r = Number(c().read(fd, ptr(buf, got), n - got));
+    if (r === 0) throw new SysError("read", ERRNO.ECONNRESET, `${what}: the peer closed the connection after ${got} of ${n} bytes`);
+    if (r < 0) {
+      const e = errno();
+      if (e === ERRNO.EAGAIN || e === ERRNO.EINTR) continue;
+      throw new SysError("read", e, what);
+    }
+    got += r;
+  }
+  return buf;
+}
+
+/** Writes all of `data` to a non-blocking fd before `deadline`. */
+export function writeAll(fd: number, data: Uint8Array, deadline: number, what: string): void {
+  let sent = 0;
+  while (sent < data.length) {
+    const left = deadline - performance.now();
+    if (left <= 0 || !pollFor(fd, POLLOUT, left)) throw new SysError("write", ERRNO.ETIMEDOUT, `${what}: ${sent} of ${data.length} bytes before the deadline`);
+    const r = Number(c().write(fd, ptr(data, sent), data.length - sent));
+    if (r < 0) {
+      const e = errno();
+      if (e === ERRNO.EAGAIN || e === ERRNO.EINTR) continue;
+      throw new SysError("write", e, what);
+    }
+    sent += r;
+  }
+}
+
+/** A generic netlink socket (to the kernel; non-blocking, read with readNetlink). */
+export function openGenlSocket(): number {
+  return check(c().socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_GENERIC), "socket", "NETLINK_GENERIC");
+}
+
+/** Sends one netlink message to the kernel (an unconnected netlink socket sends to port 0, the kernel). */
+export function sendNetlink(fd: number, msg: Uint8Array, what: string): void {
+  const r = Number(c().write(fd, ptr(msg), msg.length));
+  if (r < 0) throw new SysError("write", errno(), `netlink ${what}`);
+  if (r !== msg.length) throw new SysError("write", ERRNO.EMSGSIZE, `netlink ${what}: ${r} of ${msg.length} bytes sent`);
+}
+
+/** Reads one netlink datagram within timeoutMs; ETIMEDOUT when none comes. */
+export function readNetlink(fd: number, timeoutMs: number, what: string): Uint8Array {
+  // A reply to our small requests is a few hundred bytes; 64 KiB holds any datagram.
+  const buf = new Uint8Array(65536);
+  for (;;) {
+    if (!pollFor(fd, POLLIN, timeoutMs)) throw new SysError("read", ERRNO.ETIMEDOUT, `netlink ${what}: no reply within ${timeoutMs} ms`);
+    const r = Number(c().read(fd, ptr(buf), buf.length));
+    if (r >= 0) return buf.subarray(0, r);
+    const e = errno();
+    if (e !== ERRNO.EAGAIN && e !== ERRNO.EINTR) throw new SysError("read", e, `netlink ${what}`);
+  }
 }
 
 // --- loop devices ---
