@@ -23,6 +23,8 @@ PACKAGES=(
   mtools                 # mcopy fills the vfat ESP of the kexec scenarios without a loop mount
   openssh-server openssl    # SFTP and HTTPS servers for the remote /usr tests
   curl                      # the reference side of bench/fetch.ts
+  nbd-server                # the NBD server of the verity.usr=nbd:// scenarios
+  nfs-ganesha nfs-ganesha-vfs  # a userspace NFSv4 server for the verity.usr=nfs:// and NFS /usr scenarios
   linux-libc-dev gcc binutils  # unit tests compare errno, dm ioctl layouts and ELF parsing against headers, cc and readelf
 )
 
@@ -36,7 +38,19 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   # INITRD=No: Debian's kernel hook would otherwise spend a minute building
   # an initramfs-tools image we never use.
-  $SUDO env DEBIAN_FRONTEND=noninteractive INITRD=No apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # No package may start its service (nbd-server, rpcbind for nfs-ganesha):
+  # the tests start their own servers on 127.0.0.1. policy-rc.d exit 101
+  # tells invoke-rc.d so, for this install only, unless one is in place.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+  fi
+  rc=0
+  $SUDO env DEBIAN_FRONTEND=noninteractive INITRD=No apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  [ -z "$policy" ] || $SUDO rm -f "$policy"
+  [ "$rc" = 0 ] || exit "$rc"
 fi
 
 # A node_modules that is a symlink is shared with another checkout: npm ci

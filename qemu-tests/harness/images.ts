@@ -69,6 +69,27 @@ echo "STAGE2: loops=$loops"
 echo "STAGE2: payload_mounts=$(busybox grep -c payload /proc/self/mountinfo)"
 echo "STAGE2: mem_available_kib=$(busybox awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)"
 echo "STAGE2: cmdline=$(busybox cat /proc/cmdline)"
+echo "STAGE2: verity_table=$(dmsetup table usr 2>&1 | busybox tr -s ' ')"
+# The block devices under the verity mapping, and where an NBD one connects to.
+slaves=""
+for s in /sys/block/dm-*/slaves/*; do [ -e "$s" ] && slaves="$slaves \${s##*/}"; done
+echo "STAGE2: dm_slaves=$slaves"
+backends=""
+for b in /sys/block/nbd*/backend; do v=$(busybox cat $b 2>/dev/null); [ -n "$v" ] && backends="$backends $v"; done
+echo "STAGE2: nbd_backends=$backends"
+canary=/sysusr/usr/share/bunboot-test/canary
+case " $(busybox cat /proc/cmdline) " in
+  *" bunboot_test.outage "*)
+    # The host stops the /usr server, then presses Enter: reading a block
+    # that was never read before must fail, not hang or return garbage.
+    echo "STAGE2: waiting for the server to go away"
+    read -r _ < /dev/console
+    start=$(busybox cut -d' ' -f1 /proc/uptime)
+    echo "STAGE2: after_outage=$(busybox sha256sum $canary 2>&1 | busybox head -n 1)"
+    echo "STAGE2: outage_read_s=$(busybox awk -v s=$start '{ print $1 - s }' /proc/uptime)"
+    ;;
+  *) echo "STAGE2: canary=$(busybox sha256sum $canary 2>&1 | busybox head -n 1)" ;;
+esac
 echo "STAGE2: done"
 busybox poweroff -f
 `;
@@ -104,7 +125,20 @@ export function buildStage2(arch: Arch = "x64"): string {
   return out;
 }
 
-/** A /usr tree holding the full initrd and a marker naming the slot. */
+/** 256 KiB of seeded pseudo-random bytes (xorshift32): the same in every run. */
+export function canaryBytes(): Buffer {
+  const out = Buffer.alloc(256 * 1024);
+  let x = 0x2545f491;
+  for (let i = 0; i < out.length; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out.writeUInt32LE(x >>> 0, i);
+  }
+  return out;
+}
+
+/** A /usr tree holding the full initrd, a marker naming the slot, and the canary file. */
 export function buildUsrTree(name: string, slot: string, bootengine: string): string {
   const dir = path.join(CACHE, `usr-${name}`);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -112,6 +146,9 @@ export function buildUsrTree(name: string, slot: string, bootengine: string): st
   fs.mkdirSync(path.join(dir, "share/bunboot-test"), { recursive: true });
   fs.copyFileSync(bootengine, path.join(dir, "lib/flatcar/bootengine.img"));
   fs.writeFileSync(path.join(dir, "share/bunboot-test/slot"), slot + "\n");
+  // Incompressible, so squashfs stores it as it is and a test can find (and
+  // change) its bytes in the image: stage 2 hashes it.
+  fs.writeFileSync(path.join(dir, "share/bunboot-test/canary"), canaryBytes());
   return dir;
 }
 

@@ -78,3 +78,65 @@ export async function startSshd(dir: string): Promise<Sshd> {
   const fp = Bun.spawnSync(["ssh-keygen", "-lf", `${hostKey}.pub`]).stdout.toString().split(" ")[1]!;
   return { port, clientKey: fs.readFileSync(clientKey, "utf8"), hostKeyFingerprint: fp, stop: () => proc.kill() };
 }
+
+async function waitForPort(port: number, what: string, failed: () => string | null): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect(port, "127.0.0.1", () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    const why = failed();
+    if (Date.now() > deadline || why !== null) throw new Error(`${what} did not start${why ? `: ${why}` : ""}`);
+    await Bun.sleep(100);
+  }
+}
+
+export interface NbdServer {
+  port: number;
+  /** Stops the server and every connection it serves (the kernel's client sees the TCP connection close). */
+  stop(): void;
+}
+
+/**
+ * Debian's nbd-server on 127.0.0.1, serving each file read-only under its
+ * export name. It daemonizes; its pid file and process group let stop() end
+ * the per-connection children too.
+ */
+export async function startNbdServer(dir: string, exports: Record<string, string>): Promise<NbdServer> {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const config = path.join(dir, "config");
+  const pidFile = path.join(dir, "nbd-server.pid");
+  fs.writeFileSync(
+    config,
+    [
+      "[generic]",
+      "    listenaddr = 127.0.0.1",
+      `    port = ${port}`,
+      ...Object.entries(exports).flatMap(([name, file]) => [`[${name}]`, `    exportname = ${file}`, "    readonly = true"]),
+      "",
+    ].join("\n"),
+  );
+  const r = Bun.spawnSync(["/bin/nbd-server", "-C", config, "-p", pidFile], { stderr: "pipe", stdout: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`nbd-server exited ${r.exitCode}: ${r.stderr.toString()}${r.stdout.toString()}`);
+  await waitForPort(port, "nbd-server", () => null);
+  const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
+  return {
+    port,
+    stop: () => {
+      for (const target of [-pid, pid]) {
+        try {
+          process.kill(target, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    },
+  };
+}
