@@ -140,3 +140,80 @@ export async function startNbdServer(dir: string, exports: Record<string, string
     },
   };
 }
+
+export interface NfsServer {
+  port: number;
+  stop(): void;
+}
+
+/**
+ * nfs-ganesha (Debian's userspace NFS server, VFS backend) on 127.0.0.1,
+ * NFSv4 only, exporting each directory read-only at its pseudo path. No
+ * rpcbind and no dbus (it logs that it misses both and serves anyway), no
+ * grace period (a fresh server has no clients to wait for), all its state
+ * under `dir`.
+ */
+export async function startNfsServer(dir: string, exports: Record<string, string>): Promise<NfsServer> {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.join(dir, "state"), { recursive: true });
+  const port = await freePort();
+  const config = path.join(dir, "ganesha.conf");
+  const log = path.join(dir, "ganesha.log");
+  const exportBlocks = Object.entries(exports).map(
+    ([pseudo, local], i) => `EXPORT {
+    Export_Id = ${i + 1};
+    Path = ${local};
+    Pseudo = ${pseudo};
+    Access_Type = RO;
+    Squash = No_Root_Squash;
+    Protocols = 4;
+    Transports = TCP;
+    SecType = sys;
+    FSAL { Name = VFS; }
+}`,
+  );
+  fs.writeFileSync(
+    config,
+    `NFS_CORE_PARAM {
+    NFS_Port = ${port};
+    Bind_addr = 127.0.0.1;
+    Protocols = 4;
+    Enable_NLM = false;
+    Enable_RQUOTA = false;
+    Enable_UDP = false;
+    mount_path_pseudo = true;
+}
+NFS_KRB5 {
+    Active_krb5 = false;
+    CCacheDir = ${path.join(dir, "state/krb5cc")};
+}
+NFSv4 {
+    Graceless = true;
+    Lease_Lifetime = 10;
+    RecoveryBackend = fs;
+    RecoveryRoot = ${path.join(dir, "state")};
+    Minor_Versions = 0, 1, 2;
+    Allow_Numeric_Owners = true;
+    Only_Numeric_Owners = true;
+}
+${exportBlocks.join("\n")}
+LOG {
+    Default_Log_Level = EVENT;
+}
+`,
+  );
+  fs.writeFileSync(log, "");
+  const proc: Subprocess = Bun.spawn(["/usr/bin/ganesha.nfsd", "-F", "-f", config, "-L", log, "-p", path.join(dir, "ganesha.pid"), "-N", "NIV_EVENT"], {
+    env: { ...process.env, BLKID_FILE: path.join(dir, "state/blkid.tab") },
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  const deadline = Date.now() + 20_000;
+  while (!fs.readFileSync(log, "utf8").includes("NFS SERVER INITIALIZED")) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`nfs-ganesha did not start:\n${fs.readFileSync(log, "utf8")}`);
+    await Bun.sleep(100);
+  }
+  await waitForPort(port, "nfs-ganesha", () => (proc.exitCode !== null ? fs.readFileSync(log, "utf8") : null));
+  return { port, stop: () => proc.kill("SIGKILL") };
+}
