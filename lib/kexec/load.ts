@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { splitCmdline } from "../cmdline.ts";
 import { parseDeviceRef, type DeviceRef } from "../devices/ref.ts";
+import { isNetworkUsrUrl, isNfsExportRef } from "../netusr/ref.ts";
 import { listBlockDevices, readAt, type BlockDevice } from "../devices/blockdevs.ts";
 import { FLATCAR_USR_TYPE_GUID } from "../devices/gpt.ts";
 import { matchDevices, refNeedsFsProbe } from "../devices/match.ts";
@@ -74,6 +75,10 @@ function bootedUsrRef(): DeviceRef {
   for (const w of splitCmdline(text)) {
     if ((w.key === "verity.usr" || w.key === "mount.usr" || w.key === "usr") && w.value) {
       if (w.value === "/dev/mapper/usr") continue; // the verity mapping, not the partition
+      // A diskless /usr has no partition table whose slots a kexec could switch.
+      if (isNetworkUsrUrl(w.value) || (w.key !== "verity.usr" && isNfsExportRef(w.value))) {
+        throw new KexecError(`/usr comes from the network (${w.key}=${w.value}), not from a disk with A/B slots; pass --disk to name one`);
+      }
       ref = parseDeviceRef(w.key, w.value);
       if (w.key === "verity.usr") break;
     }
