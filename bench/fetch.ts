@@ -10,15 +10,18 @@
 //                                 than OpenSSL's, so it flattered us);
 //   curl -o /dev/null             the ceiling: the download alone.
 // And peak RSS for a small and a large image (it must not grow with the image).
+// Then the same /usr image booted in QEMU over HTTP into RAM and over NBD
+// block by block: time to stage 2 and RAM left (bench/diskless-boot.ts).
 // Exit 3 when the goal is missed at any size (as bench/budgets.ts does).
-// Usage: bun bench/fetch.ts [--sizes 128,512,1024] [--runs 3] [--append]
+// Usage: bun bench/fetch.ts [--sizes 128,512,1024] [--runs 3] [--boots 3] [--usr-mib 256] [--no-boot] [--append]
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import parseArgs from "yargs-parser";
+import { benchDisklessBoot } from "./diskless-boot.ts";
 
 const REPO = path.resolve(import.meta.dir, "..");
-const args = parseArgs(process.argv.slice(2), { string: ["sizes", "runs"], boolean: ["append"] });
+const args = parseArgs(process.argv.slice(2), { string: ["sizes", "runs", "boots", "usr-mib"], boolean: ["append", "boot"], default: { boot: true } });
 const sizes = String(args.sizes ?? "128,512,1024").split(",").map(Number);
 const runs = Number(args.runs ?? 3);
 // tmpfs, like the initramfs the init writes to.
@@ -106,7 +109,7 @@ const load = fs.readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).joi
 const lines = [
   `### Fetch: download + verify + write (${new Date().toISOString().slice(0, 16)}Z, ${os.cpus().length} cores, load ${load})`,
   "",
-  `Command: \`node_modules/.bin/bun bench/fetch.ts --sizes ${sizes.join(",")} --runs ${runs}\` (median of ${runs}; HTTP on 127.0.0.1 from a separate process; output on tmpfs; stream-hash list with 2 MiB chunks)`,
+  `Command: \`node_modules/.bin/bun bench/fetch.ts --sizes ${sizes.join(",")} --runs ${runs}${args.boot ? ` --boots ${args.boots ?? 3} --usr-mib ${args.usrMib ?? 256}` : " --no-boot"}\` (median of ${runs}; HTTP on 127.0.0.1 from a separate process; output on tmpfs; stream-hash list with 2 MiB chunks)`,
   "",
   `| image | bunboot fetch (MiB/s) | curl \\| openssl dgst -sha256 (MiB/s) | ratio (goal >= ${FETCH_GOAL}) | curl \\| sha256sum (MiB/s) | curl -o /dev/null, the ceiling (MiB/s) | bunboot peak RSS (MiB) |`,
   "|---|---|---|---|---|---|---|",
@@ -116,6 +119,7 @@ const lines = [
   ),
   "",
 ];
+if (args.boot) lines.push(...(await benchDisklessBoot({ usrMiB: Number(args.usrMib ?? 256), boots: Number(args.boots ?? 3) })));
 console.log(lines.join("\n"));
 if (args.append) fs.appendFileSync(path.join(REPO, "BENCHMARKS.md"), lines.join("\n") + "\n");
 const missed = rows.filter((r) => r.ratio < FETCH_GOAL);
