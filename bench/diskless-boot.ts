@@ -12,7 +12,7 @@ import { formatStreamHashList, StreamHasher } from "../lib/streamhash.ts";
 import { parseBoot, median } from "../lib/bootlog.ts";
 import { startTestServer } from "../lib/testing/testserver.ts";
 import { initrdWith } from "../qemu-tests/harness/fixtures.ts";
-import { buildStage2, buildUsrTree, CACHE, squashfs, verityImage } from "../qemu-tests/harness/images.ts";
+import { buildStage2, CACHE, usrWithFiller } from "../qemu-tests/harness/images.ts";
 import { CHUNK, guestUrl, userNic } from "../qemu-tests/harness/remote-usr.ts";
 import { GUEST_HOST, startNbdServer } from "../qemu-tests/harness/servers.ts";
 import { stage2Facts, Vm } from "../qemu-tests/harness/vm.ts";
@@ -43,18 +43,7 @@ async function bootOnce(name: string, initrd: string | undefined, append: string
 export async function benchDisklessBoot(opts: { usrMiB: number; boots: number }): Promise<string[]> {
   const dir = path.join(CACHE, "bench-diskless");
   fs.mkdirSync(dir, { recursive: true });
-  const tree = buildUsrTree("bench-diskless", "USR-A", buildStage2());
-  const filler = fs.openSync(path.join(tree, "share/bunboot-test/filler"), "w");
-  const block = Buffer.alloc(1 << 20);
-  for (let i = 0; i < opts.usrMiB; i++) {
-    crypto.getRandomValues(block.subarray(0, 65536));
-    for (let o = 65536; o < block.length; o += 65536) block.copy(block, o, 0, 65536);
-    block.writeUInt32LE(i, 0);
-    fs.writeSync(filler, block);
-  }
-  fs.closeSync(filler);
-  const image = squashfs(tree, path.join(dir, "usr.squashfs"));
-  const verity = verityImage(image, path.join(dir, "usr.verity"));
+  const { squashfs: image, verity } = usrWithFiller("bench-diskless", opts.usrMiB, buildStage2());
   const hasher = new StreamHasher(CHUNK);
   hasher.update(fs.readFileSync(image));
   const initrd = initrdWith("bench-diskless-hashlist", [{ path: "etc/bunboot/usr.hashes", data: new TextEncoder().encode(formatStreamHashList(hasher.finish())) }]);

@@ -19,6 +19,7 @@ import { openUsrVerity } from "../lib/usr-verity.ts";
 import { bringUpNetwork } from "../lib/net/up.ts";
 import { fetchUsr } from "../lib/remote-usr.ts";
 import { attachNetworkUsr, SOURCE_MODULES } from "../lib/netusr/attach.ts";
+import { settleNbdForStage2 } from "../lib/netusr/nbd.ts";
 import { mountNfsUsr } from "../lib/netusr/nfs.ts";
 import { formatNetworkUsr, formatNfsExport } from "../lib/netusr/ref.ts";
 import { USR_HASHES } from "../lib/paths.ts";
@@ -125,17 +126,18 @@ async function findAndOpenUsr(signal: AbortSignal, plan: UsrPlan, p: BootParams,
       return { kind: "image", path: plan.image };
     case "verity-net": {
       const data = await step(signal, "attach-usr", () => attachNetworkUsr(plan.source, modules, signal));
-      await breakpoint("pre-verity");
-      const path = await step(signal, "verity", async () => {
-        await baseModules;
-        try {
+      try {
+        await breakpoint("pre-verity");
+        const path = await step(signal, "verity", async () => {
+          await baseModules;
           // A network source fails a corrupt read with EIO instead of panicking (usr-verity.ts says why).
-          return await openUsrVerity(data.dev, plan.rootHash, cfg.verityHashOffset, "eio");
-        } finally {
-          data.release();
-        }
-      });
-      return { kind: "device", path };
+          return openUsrVerity(data.dev, plan.rootHash, cfg.verityHashOffset, "eio");
+        });
+        return { kind: "device", path };
+      } finally {
+        // Whatever happened, even an abandoned attempt: the mapping holds the device now, or nothing should.
+        data.release();
+      }
     }
     case "nfs":
       await step(signal, "load-nfs", () => modules.load(SOURCE_MODULES.nfs, "mount.usr= (NFS)"));
@@ -193,8 +195,12 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
     await step(signal, "network", () => {
       // Said at once instead of after the NIC timeout: no driver could ever bind.
       if (cfg.profile === "disk") {
-        const param = plan.kind === "remote" ? "rd.usr.url" : plan.kind === "verity-net" ? "verity.usr" : plan.kind === "nfs" ? "mount.usr" : "rd.neednet";
-        throw new BootError(`this initrd was built with --profile disk, which has no network drivers; ${param}=${networkUsr ? " (a network /usr)" : "1"} needs one built with --profile netboot`, { param });
+        const [param, what] =
+          plan.kind === "remote" ? (["rd.usr.url", "rd.usr.url="] as const)
+          : plan.kind === "verity-net" ? (["verity.usr", `verity.usr=${formatNetworkUsr(plan.source)}`] as const)
+          : plan.kind === "nfs" ? (["mount.usr", `mount.usr=${formatNfsExport(plan.export)}`] as const)
+          : (["rd.neednet", "rd.neednet=1"] as const);
+        throw new BootError(`this initrd was built with --profile disk, which has no network drivers; ${what} needs one built with --profile netboot`, { param });
       }
       return bringUpNetwork(p, devices);
     });
@@ -225,6 +231,7 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
     await unique;
     log.info(`/usr is ${mountSourceOf(NEW_ROOT + SYSUSR)} at ${SYSUSR}`);
     signal.throwIfAborted();
+    if (plan.kind === "verity-net" && plan.source.kind === "nbd") settleNbdForStage2();
     return switchRoot({ init: p.init ?? "/init", args: [], env: process.env, onCommit: () => devices.stop(), initrdTimestamp });
   });
 }

@@ -1002,6 +1002,12 @@ describe("parseBootParams: hostile input", () => {
     ]);
   });
 
+  test("mount.usr= with an nbd:// or nfs:// URL says where such an image goes", () => {
+    expect(messages("mount.usr=nbd://10.0.2.2/usr")).toEqual([
+      "mount.usr=nbd://10.0.2.2/usr: expected a device or an NFS export (nfs4:HOST:/EXPORT); an nbd:// or nfs:// image is read through verity: verity.usr=URL with verity.usrhash=",
+    ]);
+  });
+
   test("1 MB label and path are accepted or rejected without trouble", () => {
     const big = "L".repeat(1 << 20);
     expect(ok(`verity.usr=LABEL=${big}`).verityUsr).toEqual({ kind: "label", value: big });

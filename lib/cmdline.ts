@@ -170,6 +170,9 @@ function parseSeconds(param: string, value: string | null, expected: string): nu
   return n;
 }
 
+const MOUNT_USR_NETWORK_EXPECTED =
+  "a device or an NFS export (nfs4:HOST:/EXPORT); an nbd:// or nfs:// image is read through verity: verity.usr=URL with verity.usrhash=";
+
 function parseRootHash(param: string, value: string | null, expected: string): string {
   if (value === null || value.length !== 64 || !/^[0-9a-f]{64}$/i.test(value)) throw new ParamError(param, value, expected);
   return value.toLowerCase();
@@ -651,6 +654,7 @@ export const PARAMS = Object.freeze({
     `${DEVICE_EXPECTED}, or an NFS export HOST:/EXPORT or nfs4:HOST:/EXPORT`,
     (param, value, expected) => {
       const v = requireValue(param, value, expected);
+      if (isNetworkUsrUrl(v)) throw new ParamError(param, v, MOUNT_USR_NETWORK_EXPECTED);
       return isNfsExportRef(v) ? parseNfsExport(param, v) : parseDeviceRef(param, v);
     },
     "device to mount as /usr; with verity it is `/dev/mapper/usr`; `HOST:/EXPORT` (with `mount.usrfstype=nfs4`) or `nfs4:HOST:/EXPORT` for an unverified NFS /usr (needs `rd.usr.insecure=1`)",

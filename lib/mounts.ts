@@ -48,7 +48,14 @@ export function mkdirs(...paths: string[]): void {
 /** The filesystem type to pass to mount(2): "auto" becomes what the superblock says. */
 export function resolveFsType(device: string, fsType: string): string {
   if (fsType !== "auto") return fsType;
-  const id = probeFilesystem(readAt(device, 0, PROBE_BYTES));
+  let head: Uint8Array;
+  try {
+    head = readAt(device, 0, PROBE_BYTES);
+  } catch (e) {
+    // A device that fails reads (a network block device whose server went away, a dying disk).
+    throw new BootError(`cannot read the start of ${device} to find its filesystem type: ${messageOf(e)}`, { cause: e });
+  }
+  const id = probeFilesystem(head);
   if (!id || id.type === "DM_verity_hash") {
     throw new Error(`mount.usrfstype=auto: no known filesystem on ${device}; set mount.usrfstype= (ext4, btrfs, squashfs, erofs, xfs)`);
   }

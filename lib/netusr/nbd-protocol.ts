@@ -54,18 +54,29 @@ export class NbdHandshakeError extends Error {
   }
 }
 
-/** Exact reads and writes; a read that cannot be satisfied throws (closed, timed out). */
+/**
+ * Exact reads and writes; a read that cannot be satisfied throws. A peer
+ * that closed the connection is a TransportClosed, so that the handshake can
+ * tell "the server hung up" from "the server is slow".
+ */
 export interface Transport {
-  read(n: number): Uint8Array;
-  write(data: Uint8Array): void;
+  read(n: number): Promise<Uint8Array>;
+  write(data: Uint8Array): Promise<void>;
+}
+
+export class TransportClosed extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TransportClosed";
+  }
 }
 
 export interface NbdExport {
   sizeBytes: bigint;
   /** Transmission flags, as the kernel takes them. */
   flags: number;
-  /** The server's preferred block size, when it said one (NBD_INFO_BLOCK_SIZE). */
-  preferredBlockSize?: number;
+  /** The server's block-size constraints, when it said them (NBD_INFO_BLOCK_SIZE). */
+  blockSizes?: { min: number; preferred: number; max: number };
   /** How it was negotiated, for the log. */
   via: "NBD_OPT_GO" | "NBD_OPT_EXPORT_NAME";
 }
@@ -130,33 +141,33 @@ export function describeReplyError(type: number, text: Uint8Array): string {
  * Negotiates `exportName` and returns its size and flags, leaving the
  * transport at the start of the transmission phase.
  */
-export function negotiate(t: Transport, exportName: string): NbdExport {
+export async function negotiate(t: Transport, exportName: string): Promise<NbdExport> {
   const nameBytes = new TextEncoder().encode(exportName).length;
   if (nameBytes === 0 || nameBytes > MAX_EXPORT_NAME) throw new NbdHandshakeError(`the export name must be 1 to ${MAX_EXPORT_NAME} bytes, not ${nameBytes}`);
-  const handshake = parseGreeting(t.read(18));
+  const handshake = parseGreeting(await t.read(18));
   const noZeroes = (handshake & HANDSHAKE_FLAG.NO_ZEROES) !== 0;
   const fixed = (handshake & HANDSHAKE_FLAG.FIXED_NEWSTYLE) !== 0;
   const client = new Uint8Array(4);
   new DataView(client.buffer).setUint32(0, (fixed ? HANDSHAKE_FLAG.FIXED_NEWSTYLE : 0) | (noZeroes ? HANDSHAKE_FLAG.NO_ZEROES : 0), false);
-  t.write(client);
+  await t.write(client);
   // Without fixed newstyle a server may drop the connection on an option it does not know.
-  if (!fixed) return exportNameOption(t, exportName, noZeroes);
-  t.write(encodeOption(OPT.GO, encodeGoData(exportName)));
+  if (!fixed) return await exportNameOption(t, exportName, noZeroes);
+  await t.write(encodeOption(OPT.GO, encodeGoData(exportName)));
   let info: { sizeBytes: bigint; flags: number } | undefined;
-  let preferredBlockSize: number | undefined;
+  let blockSizes: NbdExport["blockSizes"];
   for (let n = 0; n < MAX_REPLIES; n++) {
-    const h = parseReplyHeader(t.read(20));
+    const h = parseReplyHeader(await t.read(20));
     if (h.option !== OPT.GO) throw new NbdHandshakeError(`the server answered option ${h.option}, not NBD_OPT_GO (${OPT.GO})`);
     if (h.length > MAX_REPLY_BYTES) throw new NbdHandshakeError(`an option reply of ${h.length} bytes is longer than the ${MAX_REPLY_BYTES} allowed`);
-    const data = h.length > 0 ? t.read(h.length) : new Uint8Array(0);
+    const data = h.length > 0 ? await t.read(h.length) : new Uint8Array(0);
     if (h.type & REP_ERR_BIT) {
       // An old server without NBD_OPT_GO: the old option still works.
-      if ((h.type & ~REP_ERR_BIT) === 1) return exportNameOption(t, exportName, noZeroes);
+      if ((h.type & ~REP_ERR_BIT) === 1) return await exportNameOption(t, exportName, noZeroes);
       throw new NbdHandshakeError(describeReplyError(h.type, data));
     }
     if (h.type === REP.ACK) {
       if (!info) throw new NbdHandshakeError("the server acknowledged NBD_OPT_GO without saying the export's size (no NBD_INFO_EXPORT)");
-      return { ...info, preferredBlockSize, via: "NBD_OPT_GO" };
+      return checked({ ...info, blockSizes, via: "NBD_OPT_GO" });
     }
     if (h.type !== REP.INFO) continue; // other replies carry nothing we use
     if (data.length < 2) throw new NbdHandshakeError(`an NBD_REP_INFO reply of ${data.length} bytes has no information type`);
@@ -165,33 +176,51 @@ export function negotiate(t: Transport, exportName: string): NbdExport {
       if (data.length !== 12) throw new NbdHandshakeError(`NBD_INFO_EXPORT is ${data.length} bytes, expected 12`);
       info = { sizeBytes: u64(data, 2), flags: u16(data, 10) };
     } else if (kind === INFO.BLOCK_SIZE && data.length === 14) {
-      preferredBlockSize = u32(data, 6);
+      blockSizes = { min: u32(data, 2), preferred: u32(data, 6), max: u32(data, 10) };
     }
   }
   throw new NbdHandshakeError(`the server sent more than ${MAX_REPLIES} replies to NBD_OPT_GO without an acknowledgement`);
 }
 
 /** The old way in: no reply on failure (the server closes), the size and flags on success. */
-function exportNameOption(t: Transport, exportName: string, noZeroes: boolean): NbdExport {
-  t.write(encodeOption(OPT.EXPORT_NAME, new TextEncoder().encode(exportName)));
+async function exportNameOption(t: Transport, exportName: string, noZeroes: boolean): Promise<NbdExport> {
+  await t.write(encodeOption(OPT.EXPORT_NAME, new TextEncoder().encode(exportName)));
   let reply: Uint8Array;
   try {
-    reply = t.read(10);
+    reply = await t.read(10);
   } catch (e) {
-    throw new NbdHandshakeError(`the server closed the connection after NBD_OPT_EXPORT_NAME: most likely it has no export of that name (${(e as Error).message})`);
+    // A hang-up is this protocol's refusal; a timeout is only a slow server.
+    if (e instanceof TransportClosed) throw new NbdHandshakeError(`the server closed the connection after NBD_OPT_EXPORT_NAME: most likely it has no export of that name (${e.message})`);
+    throw e;
   }
-  if (!noZeroes) t.read(124);
-  return { sizeBytes: u64(reply, 0), flags: u16(reply, 8), via: "NBD_OPT_EXPORT_NAME" };
+  if (!noZeroes) await t.read(124);
+  return checked({ sizeBytes: u64(reply, 0), flags: u16(reply, 8), via: "NBD_OPT_EXPORT_NAME" });
 }
 
 /**
- * The logical block size for the kernel: the server's preferred size when it
- * is a power of two from 512 to 4096 that divides the export, else 4096 when
- * that divides it, else 512. The kernel refuses sizes above the page size,
- * and a size that does not divide the export would hide its tail.
+ * An export the kernel can use: not empty, and with transmission flags only
+ * when the server says it sends them (NBD_FLAG_HAS_FLAGS; without it the
+ * other bits mean nothing).
+ */
+function checked(e: NbdExport): NbdExport {
+  if (e.sizeBytes === 0n) throw new NbdHandshakeError("the export is empty (0 bytes)");
+  if (e.sizeBytes % 512n !== 0n) throw new NbdHandshakeError(`the export's size, ${e.sizeBytes} bytes, is not a multiple of 512: not a disk image`);
+  return (e.flags & TX_FLAG.HAS_FLAGS) === 0 ? { ...e, flags: 0 } : e;
+}
+
+/**
+ * The logical block size for the kernel: the server's preferred size, else
+ * 4096, else 512, the first that is a power of two from 512 to 4096 (the
+ * kernel refuses sizes above the page size), divides the export (another
+ * would hide its tail) and lies within the minimum and maximum the server
+ * said (asking for NBD_INFO_BLOCK_SIZE binds the client to them).
  */
 export function blockSizeFor(e: NbdExport): number {
-  const fits = (n: number) => n >= 512 && n <= 4096 && (n & (n - 1)) === 0 && e.sizeBytes % BigInt(n) === 0n;
-  if (e.preferredBlockSize !== undefined && fits(e.preferredBlockSize)) return e.preferredBlockSize;
-  return fits(4096) ? 4096 : 512;
+  const b = e.blockSizes;
+  const fits = (n: number) =>
+    n >= 512 && n <= 4096 && (n & (n - 1)) === 0 && e.sizeBytes % BigInt(n) === 0n && (b === undefined || (n >= b.min && n <= b.max));
+  for (const n of [b?.preferred, 4096, 512]) if (n !== undefined && fits(n)) return n;
+  throw new NbdHandshakeError(
+    `no block size fits: the server asks for ${b ? `${b.min} to ${b.max} bytes` : "none"}, the kernel takes 512 to 4096, and it must divide the export's ${e.sizeBytes} bytes`,
+  );
 }

@@ -7,71 +7,86 @@
 // as the device lives.) docs/diskless-usr.md says what happens when the
 // server goes away.
 import fs from "node:fs";
-import { lookup } from "node:dns/promises";
 import { log } from "../log.ts";
 import { BootError, messageOf } from "../errors.ts";
-import { close, errnoNameOf, ERRNO, openGenlSocket, readExact, readNetlink, sendNetlink, setBlocking, tcpConnect, writeAll } from "../sys/index.ts";
+import { close, errnoName, openGenlSocket, readExact, readNetlink, sendNetlink, setBlocking, SysError, tcpConnect, writeAll } from "../sys/index.ts";
 import { attrU16, attrU32, decodeAttrs, decodeNetlinkMessages, encodeGenlRequest, familyRequest, replyOf, CTRL_ATTR_FAMILY_ID, type NlAttr } from "../sys/genl.ts";
-import { blockSizeFor, negotiate, NbdHandshakeError, TX_FLAG, type NbdExport } from "./nbd-protocol.ts";
+import { blockSizeFor, negotiate, NbdHandshakeError, TransportClosed, TX_FLAG, type NbdExport } from "./nbd-protocol.ts";
 import { formatNetworkUsr, type NetworkUsr } from "./ref.ts";
+import { resolveHost } from "./resolve.ts";
 
 export const NBD_GENL_FAMILY = "nbd";
-const NBD_GENL_VERSION = 1;
-const NBD_CMD_CONNECT = 1;
+export const NBD_GENL_VERSION = 1;
+export const NBD_CMD = { CONNECT: 1, DISCONNECT: 2, RECONFIGURE: 3 } as const;
 export const NBD_ATTR = { INDEX: 1, SIZE_BYTES: 2, BLOCK_SIZE_BYTES: 3, TIMEOUT: 4, SERVER_FLAGS: 5, CLIENT_FLAGS: 6, SOCKETS: 7, DEAD_CONN_TIMEOUT: 8, BACKEND_IDENTIFIER: 10 } as const;
-const NBD_SOCK_ITEM = 1, NBD_SOCK_FD = 1;
+export const NBD_SOCK_ITEM = 1, NBD_SOCK_FD = 1;
 
-/** Each handshake step (connect, a read, a write) must finish within this. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** The whole handshake (connect, greeting, option, replies) must finish within this. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
 /** Tries at the server before the boot fails: a server that is starting, or a network still settling. */
 const CONNECT_TRIES = 5;
 const RETRY_DELAY_MS = 2_000;
 const NETLINK_TIMEOUT_MS = 5_000;
+/**
+ * The kernel's per-request timeout while stage 1 runs: a server that
+ * finished the handshake and then stopped answering fails the read (EIO)
+ * instead of hanging PID 1 in a read of the verity superblock or the mount.
+ */
+export const STAGE1_REQUEST_TIMEOUT_S = 30;
 
 /**
- * The attributes of NBD_CMD_CONNECT, pure. No NBD_ATTR_TIMEOUT: a request
- * then waits for the server for as long as TCP keeps the connection (as an
- * NFS hard mount does), instead of failing reads of /usr after a set time of
- * a slow or briefly unreachable server. No dead-connection timeout: nothing
- * is left in stage 2 to reconnect, so a connection the peer closed fails the
- * reads at once (EIO) rather than after a wait. The backend identifier shows
- * in /sys/block/nbdN/backend, where stage 2 can see where /usr comes from.
+ * The attributes of NBD_CMD_CONNECT, pure. The export is always read-only
+ * here, whatever the server allows: /usr is never written, and a writable
+ * /dev/nbdN in stage 2 would let any process write to an image a fleet
+ * shares. No dead-connection timeout: nothing is left in stage 2 to
+ * reconnect, so a connection the peer closed fails the reads at once (EIO)
+ * rather than after a wait. The backend identifier shows in
+ * /sys/block/nbdN/backend, where stage 2 can see where /usr comes from.
  */
 export function connectAttrs(fd: number, exp: NbdExport, backend: string): NlAttr[] {
   return [
     { type: NBD_ATTR.SIZE_BYTES, u64: exp.sizeBytes },
     { type: NBD_ATTR.BLOCK_SIZE_BYTES, u64: BigInt(blockSizeFor(exp)) },
-    { type: NBD_ATTR.SERVER_FLAGS, u64: BigInt(exp.flags) },
+    { type: NBD_ATTR.SERVER_FLAGS, u64: BigInt(exp.flags | TX_FLAG.HAS_FLAGS | TX_FLAG.READ_ONLY) },
+    { type: NBD_ATTR.TIMEOUT, u64: BigInt(STAGE1_REQUEST_TIMEOUT_S) },
     { type: NBD_ATTR.BACKEND_IDENTIFIER, str: backend },
     { type: NBD_ATTR.SOCKETS, nested: [{ type: NBD_SOCK_ITEM, nested: [{ type: NBD_SOCK_FD, u32: fd }] }] },
   ];
 }
 
-/** The device of the last attach, reused by a retry of the boot while it is still connected. */
-let attached: { url: string; dev: string } | null = null;
+/** The device of the last attach: a retry of the boot disconnects it and connects afresh. */
+let attached: { url: string; index: number } | null = null;
 
 export async function attachNbd(src: Extract<NetworkUsr, { kind: "nbd" }>, signal?: AbortSignal): Promise<string> {
   const url = formatNetworkUsr(src);
-  if (attached?.url === url && isConnected(attached.dev)) {
-    log.info(`reusing ${attached.dev}, still connected to ${url} from the previous attempt`);
-    return attached.dev;
+  // Whether the old connection still works cannot be told from userspace
+  // (a device whose server went away keeps its size): a fresh connection
+  // is always right, and the verity step then replaces the old mapping.
+  if (attached) {
+    const old = attached;
+    attached = null;
+    try {
+      disconnect(old.index);
+      log.info(`disconnected /dev/nbd${old.index} of the previous attempt (${old.url})`);
+    } catch (e) {
+      log.warn(`could not disconnect /dev/nbd${old.index} of the previous attempt: ${messageOf(e)}`);
+    }
   }
-  const address = await resolve(src.host);
+  const address = await resolveHost(src.host, "verity.usr", "NBD server");
   let lastError = "";
   for (let attempt = 1; attempt <= CONNECT_TRIES; attempt++) {
     signal?.throwIfAborted();
     let fd = -1;
     try {
-      fd = tcpConnect(address, src.port, HANDSHAKE_TIMEOUT_MS);
-      const exp = handshake(fd, src.exportName);
-      log.info(
-        `NBD ${url}: export of ${exp.sizeBytes} bytes, ${exp.flags & TX_FLAG.READ_ONLY ? "read-only" : "writable (opened read-only here)"}, via ${exp.via}`,
-      );
+      const deadline = performance.now() + HANDSHAKE_TIMEOUT_MS;
+      fd = await tcpConnect(address, src.port, HANDSHAKE_TIMEOUT_MS);
+      const exp = await handshake(fd, src.exportName, deadline);
+      log.info(`NBD ${url}: export of ${exp.sizeBytes} bytes, ${exp.flags & TX_FLAG.READ_ONLY ? "read-only" : "writable on the server (attached read-only)"}, via ${exp.via}`);
       setBlocking(fd);
       const index = kernelConnect(fd, exp, url);
+      attached = { url, index };
       const dev = `/dev/nbd${index}`;
       await waitForNode(dev);
-      attached = { url, dev };
       return dev;
     } catch (e) {
       if (e instanceof BootError) throw e;
@@ -90,21 +105,43 @@ export async function attachNbd(src: Extract<NetworkUsr, { kind: "nbd" }>, signa
   throw new BootError(`cannot attach verity.usr=${url} (server ${address}:${src.port}): ${lastError}`, { param: "verity.usr" });
 }
 
-async function resolve(host: string): Promise<string> {
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(host)) return host;
+/**
+ * Before the switch root: requests of stage 2 wait for the server as long as
+ * TCP keeps the connection (no per-request timeout, as an NFS hard mount),
+ * so that a server that is slow for a while does not end the connection for
+ * good, with no process left to make a new one. Best effort: on failure
+ * stage 2 keeps the stage-1 timeout, which the log says.
+ */
+export function settleNbdForStage2(): void {
+  if (!attached) return;
   try {
-    return (await lookup(host, { family: 4 })).address;
+    genlRequest(NBD_CMD.RECONFIGURE, [
+      { type: NBD_ATTR.INDEX, u32: attached.index },
+      { type: NBD_ATTR.TIMEOUT, u64: 0n },
+    ], "NBD_CMD_RECONFIGURE");
+    log.debug(`/dev/nbd${attached.index}: no request timeout from now on`);
   } catch (e) {
-    throw new BootError(`verity.usr: cannot resolve the NBD server name ${host}: ${messageOf(e)} (no DNS server from DHCP or nameserver=?)`, { param: "verity.usr" });
+    log.warn(`/dev/nbd${attached.index} keeps its ${STAGE1_REQUEST_TIMEOUT_S} s request timeout in stage 2: ${messageOf(e)}`);
   }
 }
 
-function handshake(fd: number, exportName: string): NbdExport {
-  const step = () => performance.now() + HANDSHAKE_TIMEOUT_MS;
+async function handshake(fd: number, exportName: string, deadline: number): Promise<NbdExport> {
+  const transport = {
+    read: async (n: number) => {
+      try {
+        return await readExact(fd, n, deadline, "NBD handshake");
+      } catch (e) {
+        if (e instanceof SysError && e.code === "ECONNRESET") throw new TransportClosed(e.message);
+        throw e;
+      }
+    },
+    write: (b: Uint8Array) => writeAll(fd, b, deadline, "NBD handshake"),
+  };
   try {
-    return negotiate({ read: (n) => readExact(fd, n, step(), "NBD handshake"), write: (b) => writeAll(fd, b, step(), "NBD handshake") }, exportName);
+    return await negotiate(transport, exportName);
   } catch (e) {
     if (e instanceof NbdHandshakeError) throw new NbdHandshakeError(`NBD handshake for export "${exportName}": ${e.message}`);
+    if (e instanceof TransportClosed) throw new Error(e.message);
     throw e;
   }
 }
@@ -114,8 +151,8 @@ function familyId(nl: number): number {
   const seq = 1;
   sendNetlink(nl, familyRequest(NBD_GENL_FAMILY, seq), "CTRL_CMD_GETFAMILY nbd");
   const reply = collect(nl, seq, "CTRL_CMD_GETFAMILY nbd");
-  if (reply.errno === ERRNO.ENOENT) throw new BootError(`the kernel has no NBD netlink interface: the nbd module is not loaded (a modprobe warning above says why) or not in this kernel`, { param: "verity.usr" });
-  if (reply.errno !== 0 || reply.genl.length === 0) throw new BootError(`looking up the nbd netlink family failed (errno ${reply.errno})`, { param: "verity.usr" });
+  if (errnoName(reply.errno) === "ENOENT") throw new BootError(`the kernel has no NBD netlink interface: the nbd module is not loaded (a modprobe warning above says why) or not in this kernel`, { param: "verity.usr" });
+  if (reply.errno !== 0 || reply.genl.length === 0) throw new BootError(`looking up the nbd netlink family failed (${errnoName(reply.errno)})`, { param: "verity.usr" });
   return attrU16(decodeAttrs(reply.genl[0]!.attrs), CTRL_ATTR_FAMILY_ID, "family id");
 }
 
@@ -130,23 +167,30 @@ function collect(nl: number, seq: number, what: string): ReturnType<typeof reply
   throw new BootError(`netlink ${what}: no acknowledgement after 16 replies`, { param: "verity.usr" });
 }
 
-function kernelConnect(fd: number, exp: NbdExport, backend: string): number {
+/** One NBD netlink command on a socket of its own; a refusal throws with the errno's name. */
+function genlRequest(cmd: number, attrs: NlAttr[], what: string): ReturnType<typeof replyOf> {
   const nl = openGenlSocket();
   try {
     const family = familyId(nl);
     const seq = 2;
-    sendNetlink(nl, encodeGenlRequest({ family, cmd: NBD_CMD_CONNECT, version: NBD_GENL_VERSION, seq, attrs: connectAttrs(fd, exp, backend) }), "NBD_CMD_CONNECT");
-    const reply = collect(nl, seq, "NBD_CMD_CONNECT");
-    if (reply.errno !== 0) {
-      const name = Object.entries(ERRNO).find(([, n]) => n === reply.errno)?.[0] ?? `errno ${reply.errno}`;
-      throw new BootError(`the kernel refused the NBD connection (NBD_CMD_CONNECT: ${name}); the kernel log says why`, { param: "verity.usr" });
-    }
-    const withIndex = reply.genl.find((m) => decodeAttrs(m.attrs).has(NBD_ATTR.INDEX));
-    if (!withIndex) throw new BootError("the kernel connected the NBD device but did not say which (no NBD_ATTR_INDEX)", { param: "verity.usr" });
-    return attrU32(decodeAttrs(withIndex.attrs), NBD_ATTR.INDEX, "device index");
+    sendNetlink(nl, encodeGenlRequest({ family, cmd, version: NBD_GENL_VERSION, seq, attrs }), what);
+    const reply = collect(nl, seq, what);
+    if (reply.errno !== 0) throw new BootError(`the kernel refused ${what} (${errnoName(reply.errno)}); the kernel log says why`, { param: "verity.usr" });
+    return reply;
   } finally {
     close(nl);
   }
+}
+
+function kernelConnect(fd: number, exp: NbdExport, backend: string): number {
+  const reply = genlRequest(NBD_CMD.CONNECT, connectAttrs(fd, exp, backend), "NBD_CMD_CONNECT");
+  const withIndex = reply.genl.find((m) => decodeAttrs(m.attrs).has(NBD_ATTR.INDEX));
+  if (!withIndex) throw new BootError("the kernel connected the NBD device but did not say which (no NBD_ATTR_INDEX)", { param: "verity.usr" });
+  return attrU32(decodeAttrs(withIndex.attrs), NBD_ATTR.INDEX, "device index");
+}
+
+function disconnect(index: number): void {
+  genlRequest(NBD_CMD.DISCONNECT, [{ type: NBD_ATTR.INDEX, u32: index }], `NBD_CMD_DISCONNECT of /dev/nbd${index}`);
 }
 
 /** devtmpfs makes the node when the device is added; for an index beyond the preallocated ones that can take a moment. */
@@ -155,15 +199,5 @@ async function waitForNode(dev: string): Promise<void> {
     if (fs.existsSync(dev)) return;
     await Bun.sleep(20);
   }
-  throw new BootError(`${dev} did not appear in /dev after the NBD connect`, { param: "verity.usr" });
-}
-
-/** A connected NBD device has a size; a disconnected one reads as 0 sectors. */
-function isConnected(dev: string): boolean {
-  try {
-    return Number(fs.readFileSync(`/sys/block/${dev.slice("/dev/".length)}/size`, "utf8")) > 0;
-  } catch (e) {
-    if (errnoNameOf(e) !== "ENOENT") log.debug(`reading the size of ${dev}: ${messageOf(e)}`);
-    return false;
-  }
+  throw new BootError(`${dev} did not appear in /dev after the NBD connect (a retry of the boot disconnects it)`, { param: "verity.usr" });
 }

@@ -44,6 +44,11 @@ describe("verity.usr=nbd://", () => {
     "nbd://host/%00",
     "nbd://-host/usr",
     "nbd://host/" + "x".repeat(4097),
+    "nbd://999.1.1.1/usr",
+    "nbd://10.0.2/usr",
+    "nbd://1.2.3.4.5/usr",
+    "nbd://h/a%E2%80%AEb",
+    "nbd://h/a%E2%80%A8b",
   ])("refuses %p, naming the parameter and the form", (text) => {
     const e = errorOf(() => parseNetworkUsr("verity.usr", text));
     expect(e.param).toBe("verity.usr");
@@ -87,11 +92,16 @@ describe("mount.usr= as an NFS export", () => {
     expect(isNfsExportRef("/dev/mapper/usr")).toBe(false);
     expect(isNfsExportRef("PARTUUID=7130c94a-213a-4e5a-8e26-6cce9662f132")).toBe(false);
     expect(isNfsExportRef("LABEL=a:/b")).toBe(false);
+    // A URL is not HOST:/PATH.
+    expect(isNfsExportRef("nbd://h/x")).toBe(false);
+    expect(isNfsExportRef("http://h/x")).toBe(false);
+    // The path is the mount's source, not its options: a comma in it adds none.
+    expect(parseNfsExport("mount.usr", "nas:/a,vers=3").path).toBe("/a,vers=3");
     expect(parseNfsExport("mount.usr", "10.0.2.2:/srv/usr")).toEqual({ kind: "nfs-export", host: "10.0.2.2", path: "/srv/usr", typed: false });
     expect(parseNfsExport("mount.usr", "nfs4:NAS:/")).toEqual({ kind: "nfs-export", host: "nas", path: "/", typed: true });
     expect(formatNfsExport(parseNfsExport("mount.usr", "nfs4:nas:/usr"))).toBe("nfs4:nas:/usr");
   });
-  test.each(["nfs4:", "nfs4:nas", "nfs4:nas:usr", "nas:/a b", "nas:/a,vers=3", "nas:/a/../b", "nfs4::/usr", "nfs4:[::1]:/usr"])("refuses %p", (text) => {
+  test.each(["nfs4:", "nfs4:nas", "nfs4:nas:usr", "nas:/a b", "nas:/a/../b", "nfs4::/usr", "nfs4:[::1]:/usr", "999.1.1.1:/usr", "nas:/a\u202eb"])("refuses %p", (text) => {
     const e = errorOf(() => parseNfsExport("mount.usr", text));
     expect(e.param).toBe("mount.usr");
     expect(e.expected).toBe(NFS_EXPORT_EXPECTED);

@@ -34,6 +34,15 @@ export const NFS_EXPORT_EXPECTED = "HOST:/EXPORT (with mount.usrfstype=nfs4) or 
 // literals are not taken (the network step brings up IPv4 only).
 const HOST_RE = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?$/;
 const CONTROL_OR_BLANK_RE = /[\s\u0000-\u001f\u007f-\u009f\\]/;
+// What a decoded path may not hold: controls, and the bidirectional and
+// line-separator characters that could make a log line lie about itself.
+const UNSHOWABLE_RE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+
+/** A DNS name, or an IPv4 address whose four parts are 0 to 255 (a dotted quad is never taken for a name). */
+function isHost(text: string): boolean {
+  if (/^[0-9.]+$/.test(text)) return /^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$/.test(text);
+  return HOST_RE.test(text);
+}
 const PATH_MAX = 1024;
 
 export function isNetworkUsrUrl(text: string): boolean {
@@ -43,7 +52,7 @@ export function isNetworkUsrUrl(text: string): boolean {
 /** host[:port]: the port 1 to 65535, written without leading zeros or sign. */
 function hostPort(param: string, value: string, authority: string, defaultPort: number, expected: string): { host: string; port: number } {
   const m = /^([^:]*)(?::([0-9]{1,5}))?$/.exec(authority);
-  if (!m || !HOST_RE.test(m[1]!)) throw new ParamError(param, value, expected);
+  if (!m || !isHost(m[1]!)) throw new ParamError(param, value, expected);
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
   if (port < 1 || port > 65535 || (m[2] !== undefined && m[2].startsWith("0"))) throw new ParamError(param, value, `${expected} (the port is 1 to 65535)`);
   return { host: m[1]!.toLowerCase(), port };
@@ -58,7 +67,7 @@ function decodePath(param: string, value: string, raw: string, expected: string)
   } catch {
     throw new ParamError(param, value, expected);
   }
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(text)) throw new ParamError(param, value, expected);
+  if (UNSHOWABLE_RE.test(text)) throw new ParamError(param, value, expected);
   return text;
 }
 
@@ -95,7 +104,8 @@ export function formatNetworkUsr(n: NetworkUsr): string {
 
 /** Whether mount.usr= names an NFS export rather than a device: nfs4:… or HOST:/…. */
 export function isNfsExportRef(text: string): boolean {
-  return /^nfs4?:/i.test(text) || /^[^/=:]+:\//.test(text);
+  // HOST:/PATH, but not a URL's scheme://.
+  return /^nfs4?:/i.test(text) || /^[^/=:]+:\/(?!\/)/.test(text);
 }
 
 /** mount.usr=HOST:/EXPORT or nfs4:HOST:/EXPORT (nfs: too, which dracut also takes). */
@@ -103,7 +113,7 @@ export function parseNfsExport(param: string, value: string): NfsExport {
   const typedMatch = /^nfs4?:(.*)$/i.exec(value);
   const rest = typedMatch ? typedMatch[1]! : value;
   const m = /^([^:/]+):(\/.*)$/.exec(rest);
-  if (!m || !HOST_RE.test(m[1]!) || CONTROL_OR_BLANK_RE.test(m[2]!) || m[2]!.length > PATH_MAX || m[2]!.includes(",")) throw new ParamError(param, value, NFS_EXPORT_EXPECTED);
+  if (!m || !isHost(m[1]!) || CONTROL_OR_BLANK_RE.test(m[2]!) || UNSHOWABLE_RE.test(m[2]!) || m[2]!.length > PATH_MAX) throw new ParamError(param, value, NFS_EXPORT_EXPECTED);
   if (m[2]!.split("/").some((p) => p === "." || p === "..")) throw new ParamError(param, value, NFS_EXPORT_EXPECTED);
   return { kind: "nfs-export", host: m[1]!.toLowerCase(), path: m[2]!, typed: typedMatch !== null };
 }

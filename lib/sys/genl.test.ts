@@ -2,8 +2,8 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { attrU16, attrU32, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, CTRL_CMD_GETFAMILY, decodeAttrs, decodeNetlinkMessages, encodeAttrs, encodeGenlRequest, familyRequest, GENL_ID_CTRL, NetlinkError, NLM_F, NLMSG, replyOf } from "./genl.ts";
-import { connectAttrs, NBD_ATTR } from "../netusr/nbd.ts";
+import { attrU16, attrU32, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, CTRL_CMD_GETFAMILY, decodeAttrs, decodeNetlinkMessages, encodeAttrs, familyRequest, GENL_ID_CTRL, NetlinkError, NLA_F_NESTED, NLM_F, NLMSG, replyOf } from "./genl.ts";
+import { connectAttrs, NBD_ATTR, NBD_CMD, NBD_GENL_VERSION, NBD_SOCK_FD, NBD_SOCK_ITEM, STAGE1_REQUEST_TIMEOUT_S } from "../netusr/nbd.ts";
 
 function header(len: number, type: number, flags: number, seq: number): number[] {
   const b = new Uint8Array(16);
@@ -30,15 +30,16 @@ describe("generic netlink messages", () => {
     expect([...encodeAttrs([{ type: 7, nested: [{ type: 1, u64: 1n }] }])]).toEqual([16, 0, 7, 0x80, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
   });
 
-  test("NBD_CMD_CONNECT's attributes: the socket nested twice, sizes as u64", () => {
-    const attrs = decodeAttrs(encodeAttrs(connectAttrs(9, { sizeBytes: 1n << 30n, flags: 3, via: "NBD_OPT_GO" }, "nbd://h/usr")));
+  test("NBD_CMD_CONNECT's attributes: the socket nested twice, sizes as u64, always read-only, a stage-1 timeout", () => {
+    const attrs = decodeAttrs(encodeAttrs(connectAttrs(9, { sizeBytes: 1n << 30n, flags: 1, via: "NBD_OPT_GO" }, "nbd://h/usr")));
     expect(new DataView(attrs.get(NBD_ATTR.SIZE_BYTES)!.buffer, attrs.get(NBD_ATTR.SIZE_BYTES)!.byteOffset).getBigUint64(0, true)).toBe(1n << 30n);
     expect(attrs.get(NBD_ATTR.BLOCK_SIZE_BYTES)!.length).toBe(8);
+    // The server allowed writes (HAS_FLAGS only): the kernel is told read-only all the same.
     expect(attrU32(attrs, NBD_ATTR.SERVER_FLAGS, "flags")).toBe(3);
     expect(new TextDecoder().decode(attrs.get(NBD_ATTR.BACKEND_IDENTIFIER)!)).toBe("nbd://h/usr\0");
-    expect(attrs.has(NBD_ATTR.TIMEOUT)).toBe(false);
-    const item = decodeAttrs(decodeAttrs(attrs.get(NBD_ATTR.SOCKETS)!).get(1)!);
-    expect(attrU32(item, 1, "fd")).toBe(9);
+    expect(attrU32(attrs, NBD_ATTR.TIMEOUT, "timeout")).toBe(STAGE1_REQUEST_TIMEOUT_S);
+    const item = decodeAttrs(decodeAttrs(attrs.get(NBD_ATTR.SOCKETS)!).get(NBD_SOCK_ITEM)!);
+    expect(attrU32(item, NBD_SOCK_FD, "fd")).toBe(9);
   });
 
   test("replies: the family id, an acknowledgement, a refusal", () => {
@@ -98,7 +99,7 @@ describe("generic netlink messages", () => {
 #define P(x) printf(#x " %d\\n", (int)(x))
 int main(void) {
   P(NLM_F_REQUEST); P(NLM_F_ACK); P(NLMSG_ERROR); P(NLMSG_DONE); P(GENL_ID_CTRL); P(CTRL_CMD_GETFAMILY);
-  P(CTRL_ATTR_FAMILY_ID); P(CTRL_ATTR_FAMILY_NAME); P(NLA_F_NESTED); P(NBD_CMD_CONNECT); P(NBD_GENL_VERSION);
+  P(CTRL_ATTR_FAMILY_ID); P(CTRL_ATTR_FAMILY_NAME); P(NLA_F_NESTED); P(NBD_CMD_CONNECT); P(NBD_CMD_DISCONNECT); P(NBD_CMD_RECONFIGURE); P(NBD_GENL_VERSION);
   P(NBD_ATTR_INDEX); P(NBD_ATTR_SIZE_BYTES); P(NBD_ATTR_BLOCK_SIZE_BYTES); P(NBD_ATTR_TIMEOUT); P(NBD_ATTR_SERVER_FLAGS);
   P(NBD_ATTR_SOCKETS); P(NBD_ATTR_BACKEND_IDENTIFIER); P(NBD_SOCK_ITEM); P(NBD_SOCK_FD);
   return 0;
@@ -110,10 +111,10 @@ int main(void) {
       const out = Object.fromEntries(Bun.spawnSync([exe]).stdout.toString().trim().split("\n").map((l) => [l.split(" ")[0], Number(l.split(" ")[1])]));
       expect(out).toEqual({
         NLM_F_REQUEST: NLM_F.REQUEST, NLM_F_ACK: NLM_F.ACK, NLMSG_ERROR: NLMSG.ERROR, NLMSG_DONE: NLMSG.DONE, GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
-        CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, NLA_F_NESTED: 0x8000, NBD_CMD_CONNECT: 1, NBD_GENL_VERSION: 1,
+        CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME, NLA_F_NESTED, NBD_CMD_CONNECT: NBD_CMD.CONNECT, NBD_CMD_DISCONNECT: NBD_CMD.DISCONNECT, NBD_CMD_RECONFIGURE: NBD_CMD.RECONFIGURE, NBD_GENL_VERSION,
         NBD_ATTR_INDEX: NBD_ATTR.INDEX, NBD_ATTR_SIZE_BYTES: NBD_ATTR.SIZE_BYTES, NBD_ATTR_BLOCK_SIZE_BYTES: NBD_ATTR.BLOCK_SIZE_BYTES,
         NBD_ATTR_TIMEOUT: NBD_ATTR.TIMEOUT, NBD_ATTR_SERVER_FLAGS: NBD_ATTR.SERVER_FLAGS, NBD_ATTR_SOCKETS: NBD_ATTR.SOCKETS,
-        NBD_ATTR_BACKEND_IDENTIFIER: NBD_ATTR.BACKEND_IDENTIFIER, NBD_SOCK_ITEM: 1, NBD_SOCK_FD: 1,
+        NBD_ATTR_BACKEND_IDENTIFIER: NBD_ATTR.BACKEND_IDENTIFIER, NBD_SOCK_ITEM, NBD_SOCK_FD,
       });
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

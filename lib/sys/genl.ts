@@ -33,7 +33,9 @@ export type NlAttr =
   | { type: number; str: string }
   | { type: number; nested: NlAttr[] };
 
-const NLA_F_NESTED = 0x8000;
+export const NLA_F_NESTED = 0x8000;
+/** The type bits of nla_type, without NLA_F_NESTED and NLA_F_NET_BYTEORDER. */
+const NLA_TYPE_MASK = 0x3fff;
 
 function align4(n: number): number {
   return (n + 3) & ~3;
@@ -142,7 +144,7 @@ export function decodeAttrs(buf: Uint8Array): Map<number, Uint8Array> {
   while (off + NLA_HDRLEN <= buf.length) {
     const len = v.getUint16(off, true);
     if (len < NLA_HDRLEN || off + len > buf.length) throw new NetlinkError(`netlink reply: attribute length ${len} at offset ${off} does not fit the ${buf.length}-byte list`);
-    out.set(v.getUint16(off + 2, true) & ~NLA_F_NESTED & 0x7fff, buf.subarray(off + NLA_HDRLEN, off + len));
+    out.set(v.getUint16(off + 2, true) & NLA_TYPE_MASK, buf.subarray(off + NLA_HDRLEN, off + len));
     off += align4(len);
   }
   return out;
@@ -166,9 +168,10 @@ export function familyRequest(name: string, seq: number): Uint8Array {
 }
 
 /**
- * What a request's reply datagrams said: the genetlink messages for it, once
- * the kernel acknowledged it. A failure errno throws, with `what` and the
- * errno's number for the caller to name.
+ * What one reply datagram says about request `seq`: its genetlink messages,
+ * and whether the kernel has answered it (done), with errno 0 for an
+ * acknowledgement and the positive errno of a refusal. Messages of other
+ * requests are skipped.
  */
 export function replyOf(messages: readonly NetlinkMessage[], seq: number): { done: boolean; errno: number; genl: Array<Extract<NetlinkMessage, { kind: "genl" }>> } {
   const genl: Array<Extract<NetlinkMessage, { kind: "genl" }>> = [];

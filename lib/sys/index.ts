@@ -78,6 +78,11 @@ export type ErrnoCode = ErrnoName | `errno ${number}`;
 
 const ERRNO_NAME_OF = new Map<number, ErrnoName>(Object.entries(ERRNO).map(([name, n]) => [n, name as ErrnoName]));
 
+/** The name of an errno number, or "errno N" for one outside the table. */
+export function errnoName(n: number): ErrnoCode {
+  return ERRNO_NAME_OF.get(n) ?? `errno ${n}`;
+}
+
 /** The errno name a failed call carries: a SysError's, or the `code` of a Node fs or socket error. */
 export function errnoNameOf(e: unknown): ErrnoName | undefined {
   const code = e instanceof SysError ? e.code : (e as NodeJS.ErrnoException | null)?.code;
@@ -266,8 +271,7 @@ export function openUeventSocket(): number {
 // --- TCP and generic netlink, for handing a socket to the NBD driver ---
 // The socket must be a real fd the kernel can take over (NBD_ATTR_SOCKETS), so
 // it is made here rather than by Bun's networking, which keeps its fds to
-// itself. The handshake is a few hundred bytes, so its reads and writes are
-// synchronous, each bounded by poll(2) with a deadline.
+// itself.
 const AF_INET = 2, SOCK_STREAM = 1, SOCK_RAW = 3, SOCK_NONBLOCK = 0o4000, NETLINK_GENERIC = 16;
 const F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0o4000, SO_ERROR = 4, POLLOUT = 4;
 
@@ -285,12 +289,17 @@ function pollFor(fd: number, events: number, timeoutMs: number): boolean {
   }
 }
 
+// The handshake's reads and writes wait without blocking the event loop:
+// a non-blocking attempt, then a short sleep (growing to 20 ms), so that PID
+// 1's signal handlers, timers and log keep running while a server is slow.
+const IO_WAIT_MIN_MS = 1, IO_WAIT_MAX_MS = 20;
+
 /**
  * A TCP connection to an IPv4 address, made within `timeoutMs`; the fd is
  * non-blocking until handed on (setBlocking). ETIMEDOUT when the server does
  * not answer in time.
  */
-export function tcpConnect(ipv4: string, port: number, timeoutMs: number): number {
+export async function tcpConnect(ipv4: string, port: number, timeoutMs: number): Promise<number> {
   const octets = ipv4.split(".").map(Number);
   if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255)) throw new SysError("connect", ERRNO.EINVAL, `${ipv4}:${port} is not an IPv4 address`);
   const fd = check(c().socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "socket", "AF_INET stream");
@@ -304,7 +313,12 @@ export function tcpConnect(ipv4: string, port: number, timeoutMs: number): numbe
     if (c().connect(fd, ptr(addr), 16) < 0) {
       const e = errno();
       if (e !== ERRNO.EINPROGRESS) throw new SysError("connect", e, `${ipv4}:${port}`);
-      if (!pollFor(fd, POLLOUT, timeoutMs)) throw new SysError("connect", ERRNO.ETIMEDOUT, `${ipv4}:${port}, no answer within ${timeoutMs} ms`);
+      // Waited for as readExact waits, without blocking the event loop.
+      const deadline = performance.now() + timeoutMs;
+      for (let wait = IO_WAIT_MIN_MS; !pollFor(fd, POLLOUT, 0); wait = Math.min(IO_WAIT_MAX_MS, wait * 2)) {
+        if (performance.now() >= deadline) throw new SysError("connect", ERRNO.ETIMEDOUT, `${ipv4}:${port}, no answer within ${timeoutMs} ms`);
+        await Bun.sleep(wait);
+      }
       const err = new Uint8Array(4), len = new Uint8Array(4);
       new DataView(len.buffer).setUint32(0, 4, true);
       check(c().getsockopt(fd, SOL_SOCKET, SO_ERROR, ptr(err), ptr(len)), "getsockopt", "SO_ERROR");
@@ -324,38 +338,48 @@ export function setBlocking(fd: number): void {
   check(c().fcntl(fd, F_SETFL, flags & ~O_NONBLOCK), "fcntl", "F_SETFL");
 }
 
-/** Reads exactly n bytes from a non-blocking fd before `deadline` (performance.now()); EOF and the deadline throw. */
-export function readExact(fd: number, n: number, deadline: number, what: string): Uint8Array {
+/**
+ * Reads exactly n bytes from a non-blocking fd before `deadline`
+ * (performance.now()). ETIMEDOUT past the deadline; ECONNRESET when the peer
+ * closed the connection (read returned 0).
+ */
+export async function readExact(fd: number, n: number, deadline: number, what: string): Promise<Uint8Array> {
   const buf = new Uint8Array(n);
   let got = 0;
+  let wait = IO_WAIT_MIN_MS;
   while (got < n) {
-    const left = deadline - performance.now();
-    if (left <= 0 || !pollFor(fd, POLLIN, left)) throw new SysError("read", ERRNO.ETIMEDOUT, `${what}: ${got} of ${n} bytes before the deadline`);
     const r = Number(c().read(fd, ptr(buf, got), n - got));
-    if (r === 0) throw new SysError("read", ERRNO.ECONNRESET, `${what}: the peer closed the connection after ${got} of ${n} bytes`);
-    if (r < 0) {
-      const e = errno();
-      if (e === ERRNO.EAGAIN || e === ERRNO.EINTR) continue;
-      throw new SysError("read", e, what);
+    if (r > 0) {
+      got += r;
+      wait = IO_WAIT_MIN_MS;
+      continue;
     }
-    got += r;
+    if (r === 0) throw new SysError("read", ERRNO.ECONNRESET, `${what}: the peer closed the connection after ${got} of ${n} bytes`);
+    const e = errno();
+    if (e !== ERRNO.EAGAIN && e !== ERRNO.EINTR) throw new SysError("read", e, what);
+    if (performance.now() >= deadline) throw new SysError("read", ERRNO.ETIMEDOUT, `${what}: ${got} of ${n} bytes before the deadline`);
+    await Bun.sleep(wait);
+    wait = Math.min(IO_WAIT_MAX_MS, wait * 2);
   }
   return buf;
 }
 
-/** Writes all of `data` to a non-blocking fd before `deadline`. */
-export function writeAll(fd: number, data: Uint8Array, deadline: number, what: string): void {
+/** Writes all of `data` to a non-blocking fd before `deadline`, waiting as readExact does. */
+export async function writeAll(fd: number, data: Uint8Array, deadline: number, what: string): Promise<void> {
   let sent = 0;
+  let wait = IO_WAIT_MIN_MS;
   while (sent < data.length) {
-    const left = deadline - performance.now();
-    if (left <= 0 || !pollFor(fd, POLLOUT, left)) throw new SysError("write", ERRNO.ETIMEDOUT, `${what}: ${sent} of ${data.length} bytes before the deadline`);
     const r = Number(c().write(fd, ptr(data, sent), data.length - sent));
-    if (r < 0) {
-      const e = errno();
-      if (e === ERRNO.EAGAIN || e === ERRNO.EINTR) continue;
-      throw new SysError("write", e, what);
+    if (r > 0) {
+      sent += r;
+      wait = IO_WAIT_MIN_MS;
+      continue;
     }
-    sent += r;
+    const e = r < 0 ? errno() : ERRNO.EAGAIN;
+    if (e !== ERRNO.EAGAIN && e !== ERRNO.EINTR) throw new SysError("write", e, what);
+    if (performance.now() >= deadline) throw new SysError("write", ERRNO.ETIMEDOUT, `${what}: ${sent} of ${data.length} bytes before the deadline`);
+    await Bun.sleep(wait);
+    wait = Math.min(IO_WAIT_MAX_MS, wait * 2);
   }
 }
 

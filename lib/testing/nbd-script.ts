@@ -1,6 +1,6 @@
 // Scripted NBD servers for the handshake's tests: the bytes a server sends,
 // built from the protocol's parts, and a transport that plays them back.
-import { IHAVEOPT, INFO, NBDMAGIC, OPT, REPLY_MAGIC, type Transport } from "../netusr/nbd-protocol.ts";
+import { IHAVEOPT, INFO, NBDMAGIC, OPT, REPLY_MAGIC, TransportClosed, type Transport } from "../netusr/nbd-protocol.ts";
 
 /** A transport over a script of server bytes; what the client wrote is kept. */
 export function scripted(server: Uint8Array): Transport & { written: Uint8Array[] } {
@@ -8,13 +8,13 @@ export function scripted(server: Uint8Array): Transport & { written: Uint8Array[
   const written: Uint8Array[] = [];
   return {
     written,
-    read(n) {
-      if (off + n > server.length) throw new Error(`closed after ${server.length - off} of ${n} bytes`);
+    async read(n) {
+      if (off + n > server.length) throw new TransportClosed(`closed after ${server.length - off} of ${n} bytes`);
       const b = server.subarray(off, off + n);
       off += n;
       return b;
     },
-    write(b) {
+    async write(b) {
       written.push(b.slice());
     },
   };

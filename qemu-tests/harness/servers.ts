@@ -104,13 +104,13 @@ export interface NbdServer {
 
 /**
  * Debian's nbd-server on 127.0.0.1, serving each file read-only under its
- * export name. It daemonizes; its pid file and process group let stop() end
- * the per-connection children too.
+ * export name, on `port` (default: a free one). It daemonizes; its pid file
+ * and process group let stop() end the per-connection children too.
  */
-export async function startNbdServer(dir: string, exports: Record<string, string>): Promise<NbdServer> {
+export async function startNbdServer(dir: string, exports: Record<string, string>, port?: number): Promise<NbdServer> {
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
-  const port = await freePort();
+  port ??= await freePort();
   const config = path.join(dir, "config");
   const pidFile = path.join(dir, "nbd-server.pid");
   fs.writeFileSync(
