@@ -19,6 +19,7 @@ import os from "node:os";
 import path from "node:path";
 import parseArgs from "yargs-parser";
 import { benchDisklessBoot } from "./diskless-boot.ts";
+import { writeIncompressible } from "../qemu-tests/harness/images.ts";
 
 const REPO = path.resolve(import.meta.dir, "..");
 const args = parseArgs(process.argv.slice(2), { string: ["sizes", "runs", "boots", "usr-mib"], boolean: ["append", "boot"], default: { boot: true } });
@@ -66,15 +67,7 @@ const rows: Row[] = [];
 for (const mib of sizes) {
   const image = path.join(dir, `image-${mib}`);
   // Random data: compressible data would flatter nothing here, but keep it honest.
-  const fd = fs.openSync(image, "w");
-  const block = Buffer.alloc(1 << 20);
-  for (let i = 0; i < mib; i++) {
-    crypto.getRandomValues(block.subarray(0, 65536));
-    for (let o = 65536; o < block.length; o += 65536) block.copy(block, o, 0, 65536);
-    block.writeUInt32LE(i, 0);
-    fs.writeSync(fd, block);
-  }
-  fs.closeSync(fd);
+  writeIncompressible(image, mib);
   const hashes = path.join(dir, `image-${mib}.hashes`);
   const h = Bun.spawnSync([BUN, path.join(REPO, "cli/bunboot.ts"), "stream-hash", image], { env: { ...process.env, BUN_BE_BUN: "1" } });
   fs.writeFileSync(hashes, h.stdout);

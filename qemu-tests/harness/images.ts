@@ -153,21 +153,33 @@ export function buildUsrTree(name: string, slot: string, bootengine: string): st
 }
 
 /**
+ * `mib` MiB that no compressor shrinks: each MiB is 64 KiB of random bytes
+ * repeated (with its index in front), made quickly. squashfs and zstd find
+ * nothing to gain in a 64 KiB window of random data.
+ */
+export function writeIncompressible(file: string, mib: number): void {
+  const fd = fs.openSync(file, "w");
+  try {
+    const block = Buffer.alloc(1 << 20);
+    for (let i = 0; i < mib; i++) {
+      crypto.getRandomValues(block.subarray(0, 65536));
+      for (let o = 65536; o < block.length; o += 65536) block.copy(block, o, 0, 65536);
+      block.writeUInt32LE(i, 0);
+      fs.writeSync(fd, block);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
  * A /usr tree (slot USR-A) with `fillerMiB` of incompressible filler, as a
  * squashfs and as a Flatcar verity partition image: for comparisons where the
  * image's size must show (RAM over NBD against HTTP into RAM).
  */
 export function usrWithFiller(name: string, fillerMiB: number, bootengine: string): { squashfs: string; verity: VerityImage } {
   const tree = buildUsrTree(name, "USR-A", bootengine);
-  const fd = fs.openSync(path.join(tree, "share/bunboot-test/filler"), "w");
-  const block = Buffer.alloc(1 << 20);
-  for (let i = 0; i < fillerMiB; i++) {
-    crypto.getRandomValues(block.subarray(0, 65536));
-    for (let o = 65536; o < block.length; o += 65536) block.copy(block, o, 0, 65536);
-    block.writeUInt32LE(i, 0);
-    fs.writeSync(fd, block);
-  }
-  fs.closeSync(fd);
+  writeIncompressible(path.join(tree, "share/bunboot-test/filler"), fillerMiB);
   const image = squashfs(tree, path.join(CACHE, `${name}.squashfs`));
   return { squashfs: image, verity: verityImage(image, path.join(CACHE, `${name}.verity`)) };
 }

@@ -61,20 +61,7 @@ export async function startSshd(dir: string): Promise<Sshd> {
     ].join("\n"),
   );
   const proc: Subprocess = Bun.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", config], { stdout: "ignore", stderr: Bun.file(path.join(dir, "sshd.log")) });
-  // Ready when the port accepts connections.
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = net.connect(port, "127.0.0.1", () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.on("error", () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`sshd did not start: ${fs.readFileSync(path.join(dir, "sshd.log"), "utf8")}`);
-    await Bun.sleep(100);
-  }
+  await waitForPort(port, "sshd", () => (proc.exitCode !== null ? fs.readFileSync(path.join(dir, "sshd.log"), "utf8") : null));
   const fp = Bun.spawnSync(["ssh-keygen", "-lf", `${hostKey}.pub`]).stdout.toString().split(" ")[1]!;
   return { port, clientKey: fs.readFileSync(clientKey, "utf8"), hostKeyFingerprint: fp, stop: () => proc.kill() };
 }
