@@ -8,17 +8,34 @@ type Command = { summary: string; run(argv: string[]): Promise<number> };
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   // Subcommands register here, one line each.
+  build: () => import("./build.ts"),
   kexec: () => import("./kexec.ts"),
   fetch: () => import("./fetch.ts"),
   "stream-hash": () => import("./stream-hash.ts"),
   timeline: () => import("./timeline.ts"),
 };
 
+/** Exit statuses of every command (bunboot(8) lists them from here). */
+export const EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
+  [0, "success"],
+  [1, "the command failed (the message says why)"],
+  [2, "usage error: an unknown command or option, a missing or malformed value"],
+  [3, "kexec --no-fallback: kexec is not possible here, nothing was changed"],
+  [130, "fetch: interrupted (SIGINT or SIGTERM); the partial output was removed"],
+];
+
+export function commandNames(): string[] {
+  return Object.keys(COMMANDS).sort();
+}
+
+export async function commandSummaries(): Promise<Array<[string, string]>> {
+  return Promise.all(commandNames().map(async (c) => [c, (await COMMANDS[c]!()).summary] as [string, string]));
+}
+
 function usage(): string {
-  return `usage: bunboot <command> [options]   (bunboot <command> --help for its options)\ncommands:\n${Object.keys(COMMANDS)
-    .sort()
+  return `usage: bunboot <command> [options]   (bunboot <command> --help for its options)\ncommands:\n${commandNames()
     .map((c) => `  ${c}`)
-    .join("\n")}`;
+    .join("\n")}\nexit status:\n${EXIT_CODES.map(([n, what]) => `  ${String(n).padEnd(4)}${what}`).join("\n")}`;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -64,6 +64,8 @@ export interface BuildOptions {
   sftpHostKey?: string;
   /** argon2id hash of the password asked before any shell (a locked-down console). */
   emergencyPasswordHash?: string;
+  /** Host files added as they are (mode kept), at absolute paths of the initrd. */
+  extraFiles?: ReadonlyArray<{ source: string; dest: string }>;
   /**
    * flat: one compressed archive the kernel unpacks whole. payload: the init,
    * tools, libraries, modules and firmware in a squashfs image (lib/initrd/payload.ts)
@@ -498,6 +500,16 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   addSkeleton(tree);
   addRemoteUsr(tree, opts);
   addEmergencyPassword(tree, opts.emergencyPasswordHash);
+  for (const f of opts.extraFiles ?? []) {
+    let data: Uint8Array, mode: number;
+    try {
+      data = new Uint8Array(fs.readFileSync(f.source));
+      mode = fs.statSync(f.source).mode & 0o777;
+    } catch (e) {
+      throw new BuildError(`extra file ${f.source}: ${(e as Error).message}`);
+    }
+    tree.file(f.dest, data, mode, "extra files");
+  }
   let initSize = 0;
   if (opts.referenceInit) {
     tree.file(SHIM_PATH, new Uint8Array(fs.readFileSync(opts.referenceInit)), 0o755, "init script");
