@@ -24,6 +24,7 @@ PACKAGES=(
   openssh-server openssl    # SFTP and HTTPS servers for the remote /usr tests
   curl                      # the reference side of bench/fetch.ts
   nbd-server                # the NBD server of the verity.usr=nbd:// scenarios
+  man-db groff-base         # man -l renders the generated man pages in a unit test
   nfs-ganesha nfs-ganesha-vfs  # a userspace NFSv4 server for the verity.usr=nfs:// and NFS /usr scenarios
   linux-libc-dev gcc binutils  # unit tests compare errno, dm ioctl layouts and ELF parsing against headers, cc and readelf
 )
