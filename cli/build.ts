@@ -22,6 +22,17 @@ const ROOT = path.resolve(import.meta.dir, "..");
 
 class UsageError extends Error {}
 
+/**
+ * SOURCE_DATE_EPOCH (reproducible-builds.org): the time every file of the
+ * initrd carries. Unset: 0, which is just as reproducible. The cpio header
+ * holds 32 bits.
+ */
+export function sourceDateEpochOf(text: string | undefined): number | undefined {
+  if (text === undefined || text === "") return undefined;
+  if (!/^(0|[1-9][0-9]{0,9})$/.test(text) || Number(text) > 0xffffffff) throw new UsageError(`SOURCE_DATE_EPOCH must be seconds since 1970 (0 to 4294967295), got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
 /** The options in force: the config file's (named, default, or none), then the flags'. */
 export function resolveOptions(argv: readonly string[], readFile: (p: string) => string | null = readIfExists): { values: OptionValues; configFile: string | null } {
   const flags = optionsFromArgv(argv);
@@ -70,13 +81,11 @@ export async function run(argv: string[]): Promise<number> {
     await build(values, configFile);
     return 0;
   } catch (e) {
-    if (e instanceof UsageError) {
+    // What was asked cannot be built (a missing module, tool or file, a bad
+    // value): a usage error. Anything else is a failure (status 1, from bunboot's main).
+    if (e instanceof UsageError || e instanceof BuildError || e instanceof ModuleSelectionError) {
       console.error(`bunboot build: ${e.message}`);
       return 2;
-    }
-    if (e instanceof BuildError || e instanceof ModuleSelectionError) {
-      console.error(`bunboot build: ${e.message}`);
-      return 1;
     }
     throw e;
   }
@@ -98,10 +107,15 @@ async function build(v: OptionValues, configFile: string | null): Promise<void> 
     throw e;
   }
   const target = archInputs(arch, process.arch, ROOT);
-  const out = path.resolve(str("out") ?? target.out);
+  // What the build writes goes below the current directory (dist/), also
+  // when bunboot runs from an installed package; the cross inputs stay in
+  // the package's .cache.
+  const inCwd = (p: string) => path.resolve(path.relative(ROOT, p));
+  const out = path.resolve(str("out") ?? inCwd(target.out));
   const profile = (str("profile") ?? DEFAULT_PROFILE) as Profile;
   if (!Object.hasOwn(PROFILES, profile)) throw new UsageError(`--profile expects ${Object.keys(PROFILES).join(" or ")}, got ${JSON.stringify(profile)}`);
 
+  const sourceDateEpoch = sourceDateEpochOf(process.env.SOURCE_DATE_EPOCH);
   const t0 = performance.now();
   const referenceInit = str("reference-init") ? path.resolve(str("reference-init")!) : undefined;
   if (referenceInit && !fs.existsSync(referenceInit)) throw new UsageError(`--reference-init ${referenceInit} does not exist`);
@@ -117,7 +131,7 @@ async function build(v: OptionValues, configFile: string | null): Promise<void> 
     ? undefined
     : str("init-binary")
       ? path.resolve(str("init-binary")!)
-      : await compileInit(target.initBinary, str("target") ?? target.spec.bunTarget, { executablePath: target.runtime });
+      : await compileInit(inCwd(target.initBinary), str("target") ?? target.spec.bunTarget, { executablePath: target.runtime });
   if (initBinary && !fs.existsSync(initBinary)) throw new UsageError(`--init-binary ${initBinary} does not exist`);
   const r = await buildInitrd({
     initBinary,
@@ -140,6 +154,7 @@ async function build(v: OptionValues, configFile: string | null): Promise<void> 
     sftpHostKey: str("sftp-host-key"),
     emergencyPasswordHash: str("emergency-password-hash"),
     extraFiles: (v["extra-files"] as ExtraFile[] | undefined) ?? [],
+    sourceDateEpoch,
     layout,
     payloadBlockSize: int("payload-block-size"),
   });

@@ -18,7 +18,7 @@ $BUN build.ts --arch arm64 --compress zstd --compress-level 3
 
 status=0
 echo "== unit tests"
-$BUN test ./lib ./bench "$@" 2>&1 | tee .cache/unit.out || status=1
+$BUN test ./lib ./bench ./tests "$@" 2>&1 | tee .cache/unit.out || status=1
 echo "== QEMU scenarios"
 $BUN test --timeout 900000 ./qemu-tests "$@" 2>&1 | tee .cache/qemu.out || status=1
 

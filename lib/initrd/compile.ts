@@ -12,6 +12,9 @@ const REPO = path.resolve(import.meta.dir, "../..");
  * costs in bytes and saves at startup).
  */
 export async function compileInit(outfile: string, target = "bun-linux-x64", opts: { bytecode?: boolean; executablePath?: string } = {}): Promise<string> {
+  const entry = path.join(REPO, "init/main.ts");
+  // A compiled bunboot carries no sources: it builds with an init compiled elsewhere.
+  if (!fs.existsSync(entry)) throw new BuildError(`${entry} is missing: this bunboot has no init sources to compile (a compiled executable?); pass --init-binary, or run bunboot from its package`);
   fs.mkdirSync(path.dirname(outfile), { recursive: true });
   if (opts.executablePath !== undefined && !fs.existsSync(opts.executablePath)) throw new BuildError(`the Bun runtime for ${target} is missing: ${opts.executablePath}`);
   const argv = [
@@ -35,7 +38,7 @@ export async function compileInit(outfile: string, target = "bun-linux-x64", opt
     "--minify",
     ...((opts.bytecode ?? true) ? ["--bytecode"] : []),
     `--outfile=${outfile}`,
-    path.join(REPO, "init/main.ts"),
+    entry,
   ];
   const proc = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", env: { ...process.env, BUN_BE_BUN: "1" } });
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);

@@ -403,3 +403,15 @@ describe.skipIf(!haveCpio)("GNU cpio interoperability", () => {
     }
   });
 });
+
+describe("encodeNewc times", () => {
+  test("every entry carries the one mtime given (SOURCE_DATE_EPOCH), 0 by default; the trailer carries 0", () => {
+    const text = (mtime?: number) => new TextDecoder().decode(concat(encodeNewc([{ kind: "file", path: "a", data: new Uint8Array([1]) }, { kind: "dir", path: "d" }], mtime === undefined ? {} : { mtime })));
+    // c_mtime follows the magic and five fields of 8 hex digits (ino, mode, uid, gid, nlink).
+    const mtimes = (t: string) => [...t.matchAll(/070701(?:[0-9A-F]{8}){5}([0-9A-F]{8})/g)].map((m) => parseInt(m[1]!, 16));
+    expect(mtimes(text())).toEqual([0, 0, 0]);
+    expect(mtimes(text(1700000000))).toEqual([1700000000, 1700000000, 0]);
+    expect(() => encodeNewc([], { mtime: 2 ** 32 })).toThrow(CpioError);
+    expect(() => encodeNewc([], { mtime: -1 })).toThrow(CpioError);
+  });
+});

@@ -164,6 +164,7 @@ function headerPart(fields: {
   rdevmajor: number;
   rdevminor: number;
   name: Uint8Array;
+  mtime: number;
 }): Uint8Array {
   const namesize = fields.name.byteLength + 1;
   const text =
@@ -173,7 +174,7 @@ function headerPart(fields: {
     hex8(0) + // uid
     hex8(0) + // gid
     hex8(fields.nlink) +
-    hex8(0) + // mtime: reproducible builds
+    hex8(fields.mtime) + // one time for every entry: reproducible builds
     hex8(fields.filesize) +
     hex8(0) + // devmajor
     hex8(0) + // devminor
@@ -192,13 +193,15 @@ function headerPart(fields: {
  * concatenation is the archive; file contents are passed through by reference
  * so large payloads are never copied here.
  */
-export function encodeNewc(entries: CpioEntry[]): Uint8Array[] {
+export function encodeNewc(entries: CpioEntry[], opts: { mtime?: number } = {}): Uint8Array[] {
+  const mtime = opts.mtime ?? 0;
+  if (!Number.isInteger(mtime) || mtime < 0 || mtime > 0xffffffff) throw new CpioError(`cpio mtime ${mtime} does not fit the archive's 32-bit field`);
   const parts: Uint8Array[] = [];
   let ino = 1;
   for (const e of normalizeEntries(entries)) {
     const name = utf8.encode(e.path);
     parts.push(
-      headerPart({ ino: ino++, mode: e.mode, nlink: e.nlink, filesize: e.data.byteLength, rdevmajor: e.rdevmajor, rdevminor: e.rdevminor, name }),
+      headerPart({ ino: ino++, mode: e.mode, nlink: e.nlink, filesize: e.data.byteLength, rdevmajor: e.rdevmajor, rdevminor: e.rdevminor, name, mtime }),
     );
     if (e.data.byteLength > 0) {
       parts.push(e.data);
@@ -207,7 +210,7 @@ export function encodeNewc(entries: CpioEntry[]): Uint8Array[] {
     }
   }
   // nlink 1 on the trailer mirrors GNU cpio; the kernel ignores it.
-  parts.push(headerPart({ ino: 0, mode: 0, nlink: 1, filesize: 0, rdevmajor: 0, rdevminor: 0, name: utf8.encode(TRAILER) }));
+  parts.push(headerPart({ ino: 0, mode: 0, nlink: 1, filesize: 0, rdevmajor: 0, rdevminor: 0, name: utf8.encode(TRAILER), mtime: 0 }));
   return parts;
 }
 

@@ -243,6 +243,8 @@ describe("build.ts rejects bad input with a clear message", () => {
     // A repository copy without .cache: the sysroot is missing there.
     const bare = fs.mkdtempSync(path.join(tmp, "repo-"));
     fs.copyFileSync(path.join(REPO, "build.ts"), path.join(bare, "build.ts"));
+    // Copied, not linked: the builder finds the repository from its own directory.
+    fs.cpSync(path.join(REPO, "cli"), path.join(bare, "cli"), { recursive: true });
     fs.symlinkSync(path.join(REPO, "lib"), path.join(bare, "lib"));
     fs.symlinkSync(path.join(REPO, "node_modules"), path.join(bare, "node_modules"));
     const r = Bun.spawnSync([process.execPath, path.join(bare, "build.ts"), "--arch", "arm64", "--out", path.join(tmp, "y.img")], { env: { ...process.env, BUN_BE_BUN: "1" } });

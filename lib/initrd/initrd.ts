@@ -64,6 +64,12 @@ export interface BuildOptions {
   sftpHostKey?: string;
   /** argon2id hash of the password asked before any shell (a locked-down console). */
   emergencyPasswordHash?: string;
+  /**
+   * The time every entry carries (seconds since 1970; default 0): the
+   * SOURCE_DATE_EPOCH of the build, so that two builds of the same inputs
+   * are the same bytes.
+   */
+  sourceDateEpoch?: number;
   /** Host files added as they are (mode kept), at absolute paths of the initrd. */
   extraFiles?: ReadonlyArray<{ source: string; dest: string }>;
   /**
@@ -549,7 +555,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     const shim = tree.entries.get(SHIM_PATH)!;
     const outer = split.outer.map((e) => (e.path === SHIM_PATH ? shim : e));
     const image = makeSquashfs(split.payload, opts);
-    const parts = encodeNewc(outer);
+    const parts = encodeNewc(outer, { mtime: opts.sourceDateEpoch });
     const uncompressed = parts.reduce((n, p) => n + p.length, 0) + image.length;
     await compressTo(parts, opts.out, opts.compress, opts.compressLevel);
     // The kernel takes an uncompressed archive after a compressed one only at
@@ -558,7 +564,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     try {
       const size = fs.fstatSync(fd).size;
       fs.writeSync(fd, new Uint8Array((4 - (size % 4)) % 4));
-      for (const part of encodeNewc([{ kind: "file", path: PAYLOAD_IMAGE, mode: 0o444, data: image }])) fs.writeSync(fd, part);
+      for (const part of encodeNewc([{ kind: "file", path: PAYLOAD_IMAGE, mode: 0o444, data: image }], { mtime: opts.sourceDateEpoch })) fs.writeSync(fd, part);
     } finally {
       fs.closeSync(fd);
     }
@@ -567,7 +573,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     log(`payload layout: ${(image.length / 1048576).toFixed(1)} MiB squashfs (${split.payload.length} entries), ${outer.length} entries in the compressed archive, shim loads ${split.bootModules.map((m) => path.posix.basename(m)).join(", ") || "no modules"}`);
     return { out: opts.out, kernelVersion: kver, buildId, breakdown, uncompressed, compressed: fs.statSync(opts.out).size };
   }
-  const parts = encodeNewc(tree.list());
+  const parts = encodeNewc(tree.list(), { mtime: opts.sourceDateEpoch });
   const uncompressed = parts.reduce((n, p) => n + p.length, 0);
   await compressTo(parts, opts.out, opts.compress, opts.compressLevel);
   const compressed = fs.statSync(opts.out).size;
@@ -597,7 +603,7 @@ function makeSquashfs(entries: CpioEntry[], opts: BuildOptions): Uint8Array {
         : opts.compress === "xz"
           ? ["-comp", "xz"]
           : ["-comp", opts.compress, "-Xcompression-level", String(opts.compressLevel ?? (opts.compress === "zstd" ? 19 : 9))];
-    const argv = ["mksquashfs", root, out, "-noappend", "-quiet", "-no-progress", "-all-root", "-no-xattrs", "-mkfs-time", "0", "-all-time", "0", "-b", String(bs), ...comp];
+    const argv = ["mksquashfs", root, out, "-noappend", "-quiet", "-no-progress", "-all-root", "-no-xattrs", "-mkfs-time", String(opts.sourceDateEpoch ?? 0), "-all-time", String(opts.sourceDateEpoch ?? 0), "-b", String(bs), ...comp];
     const r = Bun.spawnSync(argv, { stderr: "pipe", stdout: "pipe" });
     if (r.exitCode !== 0) throw new BuildError(`${argv.join(" ")} failed (${r.exitCode}): ${r.stderr.toString()}${r.stdout.toString()} (mksquashfs comes with squashfs-tools)`);
     return new Uint8Array(fs.readFileSync(out));

@@ -19,7 +19,7 @@ describe("builder options: one table for flags, config file and help", () => {
 
   test.each([
     [["--compres", "xz"], "unknown option --compres"],
-    [["--compress", "lz4"], '--compress expects zstd, xz, gzip, none, got "lz4"'],
+    [["--compress", "lz4"], '--compress expects zstd, xz, gzip or none, got "lz4"'],
     [["--compress-level", "-1"], '--compress-level expects N, got "-1"'],
     [["--compress-level", "1e3"], '--compress-level expects N, got "1e3"'],
     [["--out"], "--out needs a value (FILE)"],

@@ -31,7 +31,7 @@ export interface BuildOption {
 export const BUILD_OPTIONS: readonly BuildOption[] = [
   { name: "config", type: "string", arg: "FILE", help: "TOML file of options (default /etc/bunboot/bunboot.toml when it exists; --no-config reads none)", flagOnly: true },
   { name: "arch", type: "string", arg: "x64|arm64", choices: ["x64", "arm64"], help: "the machine the initrd boots (default: this host's); another architecture takes busybox, kmod, libraries and modules from .cache/sysroot-ARCH (scripts/arm64-sysroot.sh)" },
-  { name: "out", type: "string", arg: "FILE", help: "initrd to write (default dist/initrd.img, dist/initrd-arm64.img for arm64)" },
+  { name: "out", type: "string", arg: "FILE", help: "initrd to write (default dist/initrd.img below the current directory, dist/initrd-arm64.img for arm64; the compiled init goes beside it)" },
   { name: "compress", type: "string", arg: "zstd|xz|gzip|none", choices: ["zstd", "xz", "gzip", "none"], help: "compression (default zstd; none writes a cpio for CONFIG_INITRAMFS_SOURCE)" },
   { name: "compress-level", type: "int", arg: "N", help: "compressor level (default: zstd 19, xz 6, gzip 9)" },
   { name: "kernel-version", type: "string", arg: "VER", help: "kernel whose modules to ship (default: the newest in --modules-root)" },
@@ -191,9 +191,14 @@ export function optionsFromArgv(argv: readonly string[]): OptionValues {
   return out;
 }
 
+/** "a, b or c". */
+function alternatives(xs: readonly string[]): string {
+  return xs.length < 2 ? xs.join("") : `${xs.slice(0, -1).join(", ")} or ${xs.at(-1)}`;
+}
+
 function fromFlag(o: BuildOption, value: string): OptionValues[string] {
   const wrong = (): never => {
-    throw new OptionError(`--${o.name} expects ${o.choices ? o.choices.join(", ") : o.arg ?? describeType(o)}, got ${JSON.stringify(value)}`);
+    throw new OptionError(`--${o.name} expects ${o.choices ? alternatives(o.choices) : o.arg ?? describeType(o)}, got ${JSON.stringify(value)}`);
   };
   switch (o.type) {
     case "string":
