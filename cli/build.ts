@@ -8,6 +8,7 @@ import { BuildError } from "../lib/initrd/tree.ts";
 import { compileInit } from "../lib/initrd/compile.ts";
 import { archInputs, checkCrossInputs, parseArch } from "../lib/initrd/arch.ts";
 import { buildInitrd, DEFAULT_LAYOUT, FLATCAR_VERITY_HASH_OFFSET, type Compression, type Layout } from "../lib/initrd/initrd.ts";
+import { parseMicrocodeOption } from "../lib/initrd/microcode.ts";
 import { mergeOptions, OptionError, optionsFromArgv, parseConfigText, renderHelp, type ExtraFile, type OptionValues } from "../lib/initrd/options.ts";
 
 export const summary = "build the minimal initrd (options from /etc/bunboot/bunboot.toml, --config FILE and flags)";
@@ -155,6 +156,7 @@ async function build(v: OptionValues, configFile: string | null): Promise<void> 
     emergencyPasswordHash: str("emergency-password-hash"),
     extraFiles: (v["extra-files"] as ExtraFile[] | undefined) ?? [],
     sourceDateEpoch,
+    microcode: parseMicrocodeOption(str("microcode"), str("firmware-root") ?? target.firmwareRoot),
     layout,
     payloadBlockSize: int("payload-block-size"),
   });

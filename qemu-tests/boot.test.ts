@@ -1,7 +1,9 @@
 // The foundation scenarios: a real Debian kernel boots dist/initrd.img in
 // QEMU against disks built with sfdisk, mksquashfs and veritysetup.
 import { describe, expect, test } from "bun:test";
+import fs from "node:fs";
 import path from "node:path";
+import { decodeNewc } from "../lib/initrd/cpio.ts";
 import { fixtures, requireInitrd } from "./harness/fixtures.ts";
 import { expectHandover, expectVerityBootFromUsrA } from "./harness/handover.ts";
 import { CACHE, concatInitrds, cpioArchive, USR_A_UUID } from "./harness/images.ts";
@@ -123,4 +125,38 @@ describe("boot to the full initrd", () => {
     expect(facts.usr_squashfs).toBe("present");
     expect(facts.payload_mounts).toBe("0");
   }, BOOT_MS + 90_000);
+});
+
+describe("early microcode in front of the initrd", () => {
+  test("8. an initrd built with --microcode DIR starts with the early archive, and still boots the verity /usr", async () => {
+    const fx = fixtures();
+    // Test blobs: the firmware packages are not available here. The kernel's
+    // early loader finds the vendor files and rejects what is in them, which
+    // is all the scenario needs: the archive in front must not disturb the boot.
+    const ucode = path.join(CACHE, "microcode");
+    fs.rmSync(ucode, { recursive: true, force: true });
+    fs.mkdirSync(path.join(ucode, "intel-ucode"), { recursive: true });
+    fs.mkdirSync(path.join(ucode, "amd-ucode"), { recursive: true });
+    fs.writeFileSync(path.join(ucode, "intel-ucode/06-8e-09"), Buffer.alloc(2048, 0x5a));
+    fs.writeFileSync(path.join(ucode, "amd-ucode/microcode_amd_fam17h.bin"), Buffer.alloc(1024, 0xa5));
+    const initrd = path.join(CACHE, "initrd-microcode.img");
+    const r = Bun.spawnSync(
+      [process.execPath, path.join(REPO, "build.ts"), "--no-config", "--init-binary", path.join(REPO, "dist/bunboot-init"), "--compress", "zstd", "--compress-level", "3", "--microcode", ucode, "--out", initrd],
+      { cwd: REPO, env: { ...process.env, BUN_BE_BUN: "1" }, stdout: "pipe", stderr: "pipe" },
+    );
+    expect(r.stderr.toString()).toBe("");
+    expect(r.stdout.toString()).toContain("microcode: early archive with GenuineIntel.bin from 1 blob(s), AuthenticAMD.bin from 1 blob(s)");
+    // The early archive, uncompressed, at byte 0; the compressed initrd after it.
+    const head = fs.readFileSync(initrd).subarray(0, 8192);
+    const early = decodeNewc(new Uint8Array(head)).entries.map((e) => e.path);
+    expect(early).toEqual(["kernel", "kernel/x86", "kernel/x86/microcode", "kernel/x86/microcode/AuthenticAMD.bin", "kernel/x86/microcode/GenuineIntel.bin"]);
+    const vm = new Vm({
+      name: "verity-microcode",
+      initrd,
+      disks: [fx.flatcarDisk],
+      append: `mount.usr=/dev/mapper/usr verity.usr=PARTUUID=${USR_A_UUID} verity.usrhash=${fx.usrA.rootHash}`,
+    });
+    const facts = await bootToStage2(vm);
+    expectVerityBootFromUsrA(facts, vm.console, { rootHash: fx.usrA.rootHash, usrPartUuid: USR_A_UUID, usrDevice: "/dev/vda3" });
+  }, BOOT_MS + 120_000);
 });

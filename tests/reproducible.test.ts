@@ -31,7 +31,7 @@ describe("reproducible builds", () => {
   test("the init and the initrd built twice, in two directories, are the same bytes", () => {
     // Uncompressed, so that the archive can be read back below; the compressors are deterministic too.
     for (const d of ["a", "b"]) {
-      const r = build(path.join(work, d), ["--compress", "none", "--layout", "flat"]);
+      const r = build(path.join(work, d), ["--compress", "none", "--layout", "flat", "--microcode", "none"]);
       expect(r.err).toBe("");
       expect(r.code).toBe(0);
     }
@@ -82,7 +82,7 @@ describe("reproducible builds", () => {
     expect(noSources.code).toBe(2);
     expect(noSources.err).toContain("pass --init-binary");
     // With the init compiled above, the same initrd as the repository's builder made.
-    const r = build(path.join(work, "c"), ["--compress", "none", "--layout", "flat", "--init-binary", path.join(work, "a/dist/bunboot-init")], [exe, "build"]);
+    const r = build(path.join(work, "c"), ["--compress", "none", "--layout", "flat", "--microcode", "none", "--init-binary", path.join(work, "a/dist/bunboot-init")], [exe, "build"]);
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     expect(same(path.join(work, "c/dist/initrd.img"), path.join(work, "a/dist/initrd.img"))).toBe(true);

@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { encodeNewc, type CpioEntry } from "./cpio.ts";
 import { elfSection } from "./elf-section.ts";
 import { DIRECTORY_OMISSIONS, modinfoValues, parseBuiltin, parseModulesDep, selectModules } from "./modules.ts";
+import { microcodeFor, type MicrocodeSource } from "./microcode.ts";
 import { BuildError, InitrdTree } from "./tree.ts";
 import { ARGON2ID_HASH, FLATCAR_VERITY_HASH_OFFSET, type InitrdConfig } from "../config.ts";
 import { UDHCPC_SCRIPT_TEXT } from "../net/up.ts";
@@ -70,6 +71,8 @@ export interface BuildOptions {
    * are the same bytes.
    */
   sourceDateEpoch?: number;
+  /** CPU microcode for an early archive in front of the initrd (default none). */
+  microcode?: MicrocodeSource;
   /** Host files added as they are (mode kept), at absolute paths of the initrd. */
   extraFiles?: ReadonlyArray<{ source: string; dest: string }>;
   /**
@@ -547,6 +550,11 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   tree.file(CONFIG_PATH, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), 0o644, "skeleton");
 
   fs.mkdirSync(path.dirname(opts.out), { recursive: true });
+  // The early microcode archive goes first and uncompressed: the kernel's early loader reads only that.
+  const kernelConfigPath = path.join(opts.sysroot, "boot", `config-${kver}`);
+  const ucode = microcodeFor(opts.microcode ?? { kind: "none" }, { arch, kernelConfig: fs.existsSync(kernelConfigPath) ? fs.readFileSync(kernelConfigPath, "utf8") : null });
+  if (opts.microcode) log(ucode.note);
+  const early = ucode.entries.length > 0 ? encodeNewc(ucode.entries, { mtime: opts.sourceDateEpoch }) : [];
   if ((opts.layout ?? DEFAULT_LAYOUT) === "payload" && !opts.referenceInit) {
     const modulesDep = tree.entries.get(`/lib/modules/${kver}/modules.dep`);
     const order = bootModuleOrder(modulesDep?.kind === "file" ? new TextDecoder().decode(modulesDep.data) : "", ["loop", "squashfs"]);
@@ -557,7 +565,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     const image = makeSquashfs(split.payload, opts);
     const parts = encodeNewc(outer, { mtime: opts.sourceDateEpoch });
     const uncompressed = parts.reduce((n, p) => n + p.length, 0) + image.length;
-    await compressTo(parts, opts.out, opts.compress, opts.compressLevel);
+    await compressTo(parts, opts.out, opts.compress, opts.compressLevel, early);
     // The kernel takes an uncompressed archive after a compressed one only at
     // a 4-byte boundary (zero bytes between archives are skipped).
     const fd = fs.openSync(opts.out, "a");
@@ -575,7 +583,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   }
   const parts = encodeNewc(tree.list(), { mtime: opts.sourceDateEpoch });
   const uncompressed = parts.reduce((n, p) => n + p.length, 0);
-  await compressTo(parts, opts.out, opts.compress, opts.compressLevel);
+  await compressTo(parts, opts.out, opts.compress, opts.compressLevel, early);
   const compressed = fs.statSync(opts.out).size;
   return { out: opts.out, kernelVersion: kver, buildId, breakdown: tree.breakdown(), uncompressed, compressed };
 }
@@ -634,12 +642,16 @@ export function compressorArgv(kind: Compression, level?: number): string[] | nu
   }
 }
 
-export async function compressTo(parts: Uint8Array[], out: string, kind: Compression, level?: number): Promise<void> {
+/**
+ * Writes `prefix` as it is (an uncompressed archive the kernel must find at
+ * the start, such as early microcode), then `parts` through the compressor.
+ */
+export async function compressTo(parts: Uint8Array[], out: string, kind: Compression, level?: number, prefix: Uint8Array[] = []): Promise<void> {
   const argv = compressorArgv(kind, level);
   if (!argv) {
     const fd = fs.openSync(out, "w");
     try {
-      for (const p of parts) fs.writeSync(fd, p);
+      for (const p of [...prefix, ...parts]) fs.writeSync(fd, p);
     } finally {
       fs.closeSync(fd);
     }
@@ -647,8 +659,10 @@ export async function compressTo(parts: Uint8Array[], out: string, kind: Compres
   }
   // An fd opened with O_TRUNC: Bun.file() as stdout does not truncate, and a
   // smaller image over a larger one kept the old tail, which the kernel
-  // then read as a corrupt second archive.
+  // then read as a corrupt second archive. The compressor writes from the
+  // fd's offset, after the prefix.
   const outFd = fs.openSync(out, "w");
+  for (const p of prefix) fs.writeSync(outFd, p);
   const proc = Bun.spawn(argv, { stdin: "pipe", stdout: outFd, stderr: "pipe" });
   for (const p of parts) {
     proc.stdin.write(p);

@@ -51,6 +51,7 @@ export const BUILD_OPTIONS: readonly BuildOption[] = [
   { name: "layout", type: "string", arg: "flat|payload", choices: ["flat", "payload"], help: "payload (default): the init, tools, libraries and modules in a squashfs the kernel only copies; flat: one archive the kernel unpacks whole" },
   { name: "payload-block-size", type: "int", arg: "N", help: "squashfs block size of the payload image (default 1048576)" },
   { name: "emergency-password-hash", type: "string", arg: "HASH", help: "argon2id hash (Bun.password.hash) asked before any shell is given" },
+  { name: "microcode", type: "string", arg: "auto|DIR|none", help: "CPU microcode in an uncompressed early archive in front of the initrd, for the kernel's early loader (x86): auto (default) takes --firmware-root's intel-ucode/ and amd-ucode/ and skips with a note when there are none or the kernel has microcode built in; DIR is laid out the same way; none leaves it out" },
   { name: "extra-files", type: "files", arg: "SRC:DEST,...", help: "host files to add to the initrd (config file: [[extra-files]] tables with source and dest)" },
   { name: "reference-init", type: "string", arg: "FILE", help: "a shell script as /init instead of the Bun init (the benchmark's reference)", flagOnly: true },
   { name: "help", type: "bool", help: "print this help", flagOnly: true },
