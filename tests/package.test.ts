@@ -31,6 +31,7 @@ describe("the npm package", () => {
     const [info] = JSON.parse(pack.out) as Array<{ filename: string; files: Array<{ path: string }> }>;
     const files = info!.files.map((f) => f.path);
     expect(files).toContain("cli/bunboot.ts");
+    expect(files).toContain("bin/bunboot.mjs");
     expect(files).toContain("man/bunboot.8");
     expect(files).toContain("init/main.ts");
     expect(files.filter((f) => f.endsWith(".test.ts") || f.startsWith("qemu-tests/") || f.startsWith("lib/testing/"))).toEqual([]);
@@ -54,7 +55,8 @@ describe("the npm package", () => {
   test("the installed bunboot stream-hash writes the list the repository's code writes", () => {
     const image = path.join(work, "image");
     fs.writeFileSync(image, Buffer.alloc(3 * 1024 * 1024 + 17, 7));
-    const r = run(["node_modules/.bin/bunboot", "stream-hash", image], installed, {}, installed);
+    // No bun on the PATH: the launcher runs the package's own.
+    const r = run(["node_modules/.bin/bunboot", "stream-hash", image], installed);
     expect(r.code).toBe(0);
     const h = new StreamHasher(2 * 1024 * 1024);
     h.update(fs.readFileSync(image));
@@ -62,14 +64,26 @@ describe("the npm package", () => {
   });
 
   test("the installed bunboot build --help, and a usage error with status 2", () => {
-    const help = run(["node_modules/.bin/bunboot", "build", "--help"], installed, {}, installed);
+    const help = run(["node_modules/.bin/bunboot", "build", "--help"], installed);
     expect(help.code).toBe(0);
     expect(help.out).toContain("usage: bunboot build [--config FILE | --no-config] [options]");
     expect(help.out).toContain("--verity-hash-offset N");
-    const bad = run(["node_modules/.bin/bunboot", "build", "--no-such-option"], installed, {}, installed);
+    const bad = run(["node_modules/.bin/bunboot", "build", "--no-such-option"], installed);
     expect(bad.code).toBe(2);
     expect(bad.err).toContain("unknown option --no-such-option");
   });
+
+  test("a global install (npm install -g) gives a bunboot that runs with no bun on the PATH, and its man pages", () => {
+    const prefix = path.join(work, "global");
+    const tarball = fs.readdirSync(work).find((f) => f.endsWith(".tgz"))!;
+    const install = run(["npm", "install", "-g", "--prefix", prefix, "--no-audit", "--no-fund", "--prefer-offline", path.join(work, tarball)], work);
+    expect(install.code).toBe(0);
+    const r = run([path.join(prefix, "bin/bunboot"), "--help"], work);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("  build\n");
+    expect(fs.existsSync(path.join(prefix, "share/man/man8/bunboot.8"))).toBe(true);
+    expect(fs.existsSync(path.join(prefix, "share/man/man7/bunboot.cmdline.7"))).toBe(true);
+  }, 300_000);
 
   test("its man pages render from the installed files", () => {
     const r = run(["man", "-l", path.join(installed, "node_modules/bunboot/man/bunboot.8")], installed, { MANWIDTH: "80", PAGER: "cat" });

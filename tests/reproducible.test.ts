@@ -62,6 +62,16 @@ describe("reproducible builds", () => {
     expect([...new Set(mtimes.values())]).toEqual([Number(EPOCH)]);
   });
 
+  test("--compress none --layout flat is one plain newc archive, as CONFIG_INITRAMFS_SOURCE takes it: GNU cpio lists every entry", () => {
+    const img = path.join(work, "a/dist/initrd.img");
+    const r = Bun.spawnSync(["/bin/sh", "-c", 'cpio -it --quiet < "$0"', img], { stdout: "pipe", stderr: "pipe" });
+    expect(r.stderr.toString()).toBe("");
+    const listed = r.stdout.toString().trim().split("\n");
+    expect(listed.length).toBe(decodeNewc(new Uint8Array(fs.readFileSync(img))).entries.length);
+    expect(listed).toContain("init");
+    expect(listed).toContain("etc/bunboot/config.json");
+  });
+
   test("a bad SOURCE_DATE_EPOCH is refused by name", () => {
     const r = Bun.spawnSync([BUN, path.join(REPO, "build.ts"), "--no-config", "--init-binary", "/usr/bin/true", "--out", path.join(work, "x.img")], {
       env: { ...process.env, BUN_BE_BUN: "1", SOURCE_DATE_EPOCH: "yesterday" },
