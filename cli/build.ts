@@ -2,6 +2,7 @@
 // (lib/initrd/options.ts) read from a TOML config file and the command line;
 // the work is in lib/initrd/ (compiling init/, packing the minimal initrd).
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { DEFAULT_PROFILE, DIRECTORY_OMISSIONS, ModuleSelectionError, PROFILES, type Profile } from "../lib/initrd/modules.ts";
 import { BuildError } from "../lib/initrd/tree.ts";
@@ -63,6 +64,11 @@ function readIfExists(p: string): string | null {
 }
 
 export async function run(argv: string[]): Promise<number> {
+  // Before any config file is read: a broken one must not hide the help.
+  if (argv.includes("--help")) {
+    console.log(renderHelp(USAGE));
+    return 0;
+  }
   let values: OptionValues;
   let configFile: string | null;
   try {
@@ -127,43 +133,53 @@ async function build(v: OptionValues, configFile: string | null): Promise<void> 
   // Only the defaults come from the cross inputs: --sysroot and
   // --modules-root given by hand need no prepared sysroot.
   if (str("sysroot") === undefined || str("modules-root") === undefined) checkCrossInputs(target, { needRuntime: !referenceInit && !str("init-binary") });
-  // The reference initrd has no Bun executable: nothing to compile.
-  const initBinary = referenceInit
-    ? undefined
-    : str("init-binary")
-      ? path.resolve(str("init-binary")!)
-      : await compileInit(inCwd(target.initBinary), str("target") ?? target.spec.bunTarget, { executablePath: target.runtime });
-  if (initBinary && !fs.existsSync(initBinary)) throw new UsageError(`--init-binary ${initBinary} does not exist`);
-  const r = await buildInitrd({
-    initBinary,
-    referenceInit,
-    out,
-    compress,
-    compressLevel: int("compress-level"),
-    kernelVersion: str("kernel-version"),
-    modulesRoot: str("modules-root") ?? target.modulesRoot,
-    firmwareRoot: str("firmware-root") ?? target.firmwareRoot,
-    modules: [...PROFILES[profile], ...list("add-modules")],
-    profile,
-    omitModules: [...DIRECTORY_OMISSIONS, ...list("omit-modules")],
-    sysroot: str("sysroot") ?? target.sysroot,
-    arch,
-    busybox: str("busybox") ?? "/bin/busybox",
-    verityHashOffset,
-    usrHashes: str("usr-hashes"),
-    sftpKey: str("sftp-key"),
-    sftpHostKey: str("sftp-host-key"),
-    emergencyPasswordHash: str("emergency-password-hash"),
-    extraFiles: (v["extra-files"] as ExtraFile[] | undefined) ?? [],
-    sourceDateEpoch,
-    microcode: parseMicrocodeOption(str("microcode"), str("firmware-root") ?? target.firmwareRoot),
-    layout,
-    payloadBlockSize: int("payload-block-size"),
-  });
-  const mib = (n: number) => (n / 1048576).toFixed(1).padStart(7) + " MiB";
-  console.log(
-    `initrd ${r.out} (${arch}, profile ${profile}, layout ${referenceInit ? "flat (reference init)" : layout}) for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s${configFile ? `, options from ${configFile}` : ""}`,
-  );
-  for (const [component, size] of [...r.breakdown].sort((a, b) => b[1] - a[1])) console.log(`  ${component.padEnd(12)} ${mib(size)}`);
-  console.log(`  ${"total".padEnd(12)} ${mib(r.uncompressed)} uncompressed, ${mib(r.compressed)} ${compress}`);
+  // The compiled init goes beside the default output (dist/bunboot-init, which
+  // the repository's scripts reuse). With --out it is compiled in a scratch
+  // directory, so that a build into /boot leaves nothing else behind. Its
+  // name is always bunboot-init: Bun embeds the name, and a fixed one keeps
+  // the build reproducible. The reference initrd has no Bun executable.
+  const compiles = !referenceInit && !str("init-binary");
+  const scratch = compiles && str("out") !== undefined ? fs.mkdtempSync(path.join(os.tmpdir(), "bunboot-build-")) : null;
+  try {
+    const initBinary = referenceInit
+      ? undefined
+      : str("init-binary")
+        ? path.resolve(str("init-binary")!)
+        : await compileInit(scratch ? path.join(scratch, path.basename(target.initBinary)) : inCwd(target.initBinary), str("target") ?? target.spec.bunTarget, { executablePath: target.runtime });
+    if (initBinary && !fs.existsSync(initBinary)) throw new UsageError(`--init-binary ${initBinary} does not exist`);
+    const r = await buildInitrd({
+      initBinary,
+      referenceInit,
+      out,
+      compress,
+      compressLevel: int("compress-level"),
+      kernelVersion: str("kernel-version"),
+      modulesRoot: str("modules-root") ?? target.modulesRoot,
+      firmwareRoot: str("firmware-root") ?? target.firmwareRoot,
+      modules: [...PROFILES[profile], ...list("add-modules")],
+      profile,
+      omitModules: [...DIRECTORY_OMISSIONS, ...list("omit-modules")],
+      sysroot: str("sysroot") ?? target.sysroot,
+      arch,
+      busybox: str("busybox") ?? "/bin/busybox",
+      verityHashOffset,
+      usrHashes: str("usr-hashes"),
+      sftpKey: str("sftp-key"),
+      sftpHostKey: str("sftp-host-key"),
+      emergencyPasswordHash: str("emergency-password-hash"),
+      extraFiles: (v["extra-files"] as ExtraFile[] | undefined) ?? [],
+      sourceDateEpoch,
+      microcode: parseMicrocodeOption(str("microcode"), str("firmware-root") ?? target.firmwareRoot),
+      layout,
+      payloadBlockSize: int("payload-block-size"),
+    });
+    const mib = (n: number) => (n / 1048576).toFixed(1).padStart(7) + " MiB";
+    console.log(
+      `initrd ${r.out} (${arch}, profile ${profile}, layout ${referenceInit ? "flat (reference init)" : layout}) for kernel ${r.kernelVersion}, build ${r.buildId}, in ${((performance.now() - t0) / 1000).toFixed(1)} s${configFile ? `, options from ${configFile}` : ""}`,
+    );
+    for (const [component, size] of [...r.breakdown].sort((a, b) => b[1] - a[1])) console.log(`  ${component.padEnd(12)} ${mib(size)}`);
+    console.log(`  ${"total".padEnd(12)} ${mib(r.uncompressed)} uncompressed, ${mib(r.compressed)} ${compress}`);
+  } finally {
+    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+  }
 }

@@ -19,7 +19,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 export const EXIT_CODES: ReadonlyArray<readonly [number, string]> = [
   [0, "success"],
   [1, "the command failed (the message says why)"],
-  [2, "usage error: an unknown command or option, a missing or malformed value"],
+  [2, "usage error: an unknown command or option, a missing or malformed value, or a build that cannot be made as asked (a missing module, tool or file)"],
   [3, "kexec --no-fallback: kexec is not possible here, nothing was changed"],
   [130, "fetch: interrupted (SIGINT or SIGTERM); the partial output was removed"],
 ];

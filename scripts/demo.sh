@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-node_modules/.bin/bun build.ts
+node_modules/.bin/bun build.ts --no-config
 exec node_modules/.bin/bun qemu-tests/demo.ts "$@"

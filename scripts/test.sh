@@ -8,13 +8,13 @@ BUN=node_modules/.bin/bun
 mkdir -p .cache
 node_modules/.bin/tsc --noEmit -p .
 # A fast compression level: the scenarios test the boot, not zstd -19.
-$BUN build.ts --compress zstd --compress-level 3
+$BUN build.ts --no-config --compress zstd --compress-level 3
 # The same init in the flat layout (one archive the kernel unpacks whole;
 # the default is the payload layout), for the scenarios that boot it.
-$BUN build.ts --compress zstd --compress-level 3 --layout flat --init-binary dist/bunboot-init --out dist/initrd-flat.img
+$BUN build.ts --no-config --compress zstd --compress-level 3 --layout flat --init-binary dist/bunboot-init --out dist/initrd-flat.img
 # The arm64 initrd, cross-built from the sysroot deps.sh prepared, for
 # qemu-tests/arm64.test.ts (dist/initrd-arm64.img).
-$BUN build.ts --arch arm64 --compress zstd --compress-level 3
+$BUN build.ts --no-config --arch arm64 --compress zstd --compress-level 3
 
 status=0
 echo "== unit tests"

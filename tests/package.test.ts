@@ -85,6 +85,17 @@ describe("the npm package", () => {
     expect(fs.existsSync(path.join(prefix, "share/man/man7/bunboot.cmdline.7"))).toBe(true);
   }, 300_000);
 
+  test("the installed bunboot builds an initrd, compiling the init from the package's sources, and leaves nothing beside --out", () => {
+    const out = path.join(work, "built/initrd.cpio");
+    const r = run(["node_modules/.bin/bunboot", "build", "--no-config", "--layout", "flat", "--compress", "none", "--microcode", "none", "--out", out], installed);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`initrd ${out} (x64, profile netboot, layout flat)`);
+    expect(fs.readdirSync(path.dirname(out))).toEqual(["initrd.cpio"]);
+    expect(fs.existsSync(path.join(installed, "dist"))).toBe(false);
+    expect(fs.readFileSync(out).subarray(0, 6).toString()).toBe("070701");
+  }, 300_000);
+
   test("its man pages render from the installed files", () => {
     const r = run(["man", "-l", path.join(installed, "node_modules/bunboot/man/bunboot.8")], installed, { MANWIDTH: "80", PAGER: "cat" });
     expect(r.code).toBe(0);

@@ -206,7 +206,7 @@ describe.skipIf(!haveArm64Sysroot)("buildInitrd --arch arm64 from the Debian arm
 
 describe("build.ts rejects bad input with a clear message", () => {
   function cli(...args: string[]) {
-    const r = Bun.spawnSync([process.execPath, path.join(REPO, "build.ts"), "--init-binary", "/usr/bin/true", "--out", path.join(tmp, "x.img"), ...args], {
+    const r = Bun.spawnSync([process.execPath, path.join(REPO, "build.ts"), "--no-config", "--init-binary", "/usr/bin/true", "--out", path.join(tmp, "x.img"), ...args], {
       env: { ...process.env, BUN_BE_BUN: "1" },
     });
     return { code: r.exitCode, err: r.stderr.toString() };
@@ -247,7 +247,7 @@ describe("build.ts rejects bad input with a clear message", () => {
     fs.cpSync(path.join(REPO, "cli"), path.join(bare, "cli"), { recursive: true });
     fs.symlinkSync(path.join(REPO, "lib"), path.join(bare, "lib"));
     fs.symlinkSync(path.join(REPO, "node_modules"), path.join(bare, "node_modules"));
-    const r = Bun.spawnSync([process.execPath, path.join(bare, "build.ts"), "--arch", "arm64", "--out", path.join(tmp, "y.img")], { env: { ...process.env, BUN_BE_BUN: "1" } });
+    const r = Bun.spawnSync([process.execPath, path.join(bare, "build.ts"), "--no-config", "--arch", "arm64", "--out", path.join(tmp, "y.img")], { env: { ...process.env, BUN_BE_BUN: "1" } });
     expect(r.exitCode).toBe(2);
     expect(r.stderr.toString()).toContain(`--arch arm64 on this x64 host needs the sysroot ${path.join(bare, ".cache/sysroot-arm64")}, which is missing: run bash scripts/arm64-sysroot.sh`);
   });

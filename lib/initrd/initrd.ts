@@ -446,6 +446,28 @@ function addBusybox(tree: InitrdTree, busybox: string, arch: Arch): void {
   }
 }
 
+/**
+ * Host files added last, each at a path nothing else in the initrd has: an
+ * extra file over the init, a module or the stream-hash list would replace
+ * it unchecked, so a clash is an error naming both.
+ */
+function addExtraFiles(tree: InitrdTree, files: ReadonlyArray<{ source: string; dest: string }>): void {
+  for (const f of files) {
+    const existing = tree.entries.get(f.dest);
+    // config.json comes after them, and so does the payload layout's /init.
+    const owner = existing?.component ?? (f.dest === CONFIG_PATH ? "the build's config" : f.dest === SHIM_PATH ? "the shim" : null);
+    if (owner) throw new BuildError(`extra file ${f.source}: ${f.dest} is already in the initrd (${owner}); choose another dest`);
+    let data: Uint8Array, mode: number;
+    try {
+      data = new Uint8Array(fs.readFileSync(f.source));
+      mode = fs.statSync(f.source).mode & 0o777;
+    } catch (e) {
+      throw new BuildError(`extra file ${f.source}: ${(e as Error).message}`);
+    }
+    tree.file(f.dest, data, mode, "extra files");
+  }
+}
+
 function addRemoteUsr(tree: InitrdTree, opts: BuildOptions): void {
   tree.file(UDHCPC_SCRIPT, new TextEncoder().encode(UDHCPC_SCRIPT_TEXT), 0o755, "skeleton");
   if (opts.usrHashes) {
@@ -509,16 +531,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   addSkeleton(tree);
   addRemoteUsr(tree, opts);
   addEmergencyPassword(tree, opts.emergencyPasswordHash);
-  for (const f of opts.extraFiles ?? []) {
-    let data: Uint8Array, mode: number;
-    try {
-      data = new Uint8Array(fs.readFileSync(f.source));
-      mode = fs.statSync(f.source).mode & 0o777;
-    } catch (e) {
-      throw new BuildError(`extra file ${f.source}: ${(e as Error).message}`);
-    }
-    tree.file(f.dest, data, mode, "extra files");
-  }
+
   let initSize = 0;
   if (opts.referenceInit) {
     tree.file(SHIM_PATH, new Uint8Array(fs.readFileSync(opts.referenceInit)), 0o755, "init script");
@@ -534,6 +547,8 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   // The compiled init is a glibc program too: its libraries join the closure.
   tree.addLibraries();
   addModules(tree, opts, kver, log);
+  // Last but for config.json, and before the build id, which they count in.
+  addExtraFiles(tree, opts.extraFiles ?? []);
 
   const buildId = createHash("sha256")
     .update(
@@ -612,7 +627,10 @@ function makeSquashfs(entries: CpioEntry[], opts: BuildOptions): Uint8Array {
           ? ["-comp", "xz"]
           : ["-comp", opts.compress, "-Xcompression-level", String(opts.compressLevel ?? (opts.compress === "zstd" ? 19 : 9))];
     const argv = ["mksquashfs", root, out, "-noappend", "-quiet", "-no-progress", "-all-root", "-no-xattrs", "-mkfs-time", String(opts.sourceDateEpoch ?? 0), "-all-time", String(opts.sourceDateEpoch ?? 0), "-b", String(bs), ...comp];
-    const r = Bun.spawnSync(argv, { stderr: "pipe", stdout: "pipe" });
+    // mksquashfs 4.5+ reads SOURCE_DATE_EPOCH itself and refuses it beside
+    // the explicit times: the times are ours, given above.
+    const { SOURCE_DATE_EPOCH: _epoch, ...env } = process.env;
+    const r = Bun.spawnSync(argv, { stderr: "pipe", stdout: "pipe", env });
     if (r.exitCode !== 0) throw new BuildError(`${argv.join(" ")} failed (${r.exitCode}): ${r.stderr.toString()}${r.stdout.toString()} (mksquashfs comes with squashfs-tools)`);
     return new Uint8Array(fs.readFileSync(out));
   } finally {

@@ -12,9 +12,15 @@ import type { CpioEntry } from "./cpio.ts";
 import { BuildError } from "./tree.ts";
 
 export const EARLY_MICROCODE_DIR = "kernel/x86/microcode";
+/**
+ * Which files of each vendor's directory are microcode: Intel's are named
+ * family-model-stepping (06-8e-09), AMD's microcode_amd*.bin. Anything else
+ * there (README, *.asc signatures, the .xz/.zst of other distributions)
+ * would end the kernel's parse of the concatenation where it stands.
+ */
 export const VENDORS = [
-  { file: "GenuineIntel.bin", dir: "intel-ucode" },
-  { file: "AuthenticAMD.bin", dir: "amd-ucode" },
+  { file: "GenuineIntel.bin", dir: "intel-ucode", blob: /^[0-9a-f]{2}-[0-9a-f]{2}-[0-9a-f]{2}(\.initramfs)?$/ },
+  { file: "AuthenticAMD.bin", dir: "amd-ucode", blob: /^microcode_amd.*\.bin$/ },
 ] as const;
 
 /** --microcode: auto (the firmware directory, skipped when empty), a directory, or none. */
@@ -49,30 +55,31 @@ export function earlyMicrocodeEntries(blobs: ReadonlyArray<{ vendorFile: string;
 }
 
 /**
- * Whether the kernel carries microcode itself (CONFIG_EXTRA_FIRMWARE naming
- * intel-ucode/ or amd-ucode/ blobs): then an early archive adds nothing.
- * Unknown (no config file): false.
+ * Whether the kernel carries a vendor's microcode itself (CONFIG_EXTRA_FIRMWARE
+ * naming blobs under its directory, intel-ucode/ or amd-ucode/): then that
+ * vendor's file adds nothing. Unknown (no config file): false.
  */
-export function kernelHasBuiltinMicrocode(kernelConfig: string | null): boolean {
+export function kernelHasBuiltinMicrocode(kernelConfig: string | null, vendorDir: string): boolean {
   const m = kernelConfig?.match(/^CONFIG_EXTRA_FIRMWARE="([^"]*)"/m);
-  return m !== undefined && m !== null && /(^|\s)(intel-ucode|amd-ucode)\//.test(m[1]!);
+  return m !== undefined && m !== null && m[1]!.split(/\s+/).some((f) => f.startsWith(`${vendorDir}/`));
 }
 
 /** The blobs of each vendor under `root` (root/intel-ucode/*, root/amd-ucode/*), in name order. */
-export function readMicrocode(root: string): Array<{ vendorFile: string; parts: Uint8Array[]; names: string[] }> {
-  return VENDORS.map((v) => {
+export function readMicrocode(root: string, vendors: ReadonlyArray<(typeof VENDORS)[number]> = VENDORS): Array<{ vendorFile: string; parts: Uint8Array[]; names: string[]; skipped: string[] }> {
+  return vendors.map((v) => {
     const dir = path.join(root, v.dir);
-    let names: string[] = [];
+    let files: string[] = [];
     try {
-      names = fs
+      files = fs
         .readdirSync(dir, { withFileTypes: true })
-        .filter((e) => e.isFile() && !e.name.startsWith("."))
+        .filter((e) => e.isFile())
         .map((e) => e.name)
         .sort();
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new BuildError(`microcode: cannot read ${dir}: ${(e as Error).message}`);
     }
-    return { vendorFile: v.file, names, parts: names.map((n) => new Uint8Array(fs.readFileSync(path.join(dir, n)))) };
+    const names = files.filter((n) => v.blob.test(n));
+    return { vendorFile: v.file, names, skipped: files.filter((n) => !v.blob.test(n)), parts: names.map((n) => new Uint8Array(fs.readFileSync(path.join(dir, n)))) };
   });
 }
 
@@ -86,15 +93,20 @@ export function microcodeFor(src: MicrocodeSource, opts: { arch: string; kernelC
     if (src.kind === "dir") throw new BuildError(`--microcode ${src.dir}: the early microcode archive is for x86 machines, and this initrd is for ${opts.arch}`);
     return { entries: [], note: `microcode: none (the kernel's early loader reads it on x86 only; this initrd is for ${opts.arch})` };
   }
-  if (kernelHasBuiltinMicrocode(opts.kernelConfig)) return { entries: [], note: "microcode: skipped, the kernel has it built in (CONFIG_EXTRA_FIRMWARE)" };
+  const builtIn = VENDORS.filter((v) => kernelHasBuiltinMicrocode(opts.kernelConfig, v.dir));
+  const builtInNote = builtIn.length > 0 ? `; ${builtIn.map((v) => v.file).join(" and ")} left out, the kernel has it built in (CONFIG_EXTRA_FIRMWARE)` : "";
+  const wanted = VENDORS.filter((v) => !builtIn.includes(v));
+  if (wanted.length === 0) return { entries: [], note: `microcode: none${builtInNote}` };
   const root = src.kind === "dir" ? src.dir : src.firmwareRoot;
   if (src.kind === "dir" && !fs.existsSync(root)) throw new BuildError(`--microcode ${root}: no such directory (expected intel-ucode/ and/or amd-ucode/ in it)`);
-  const found = readMicrocode(root);
+  const found = readMicrocode(root, wanted);
+  const skipped = found.flatMap((f) => f.skipped);
+  const skippedNote = skipped.length > 0 ? `; not microcode, left out: ${skipped.join(", ")}` : "";
   const entries = earlyMicrocodeEntries(found);
   if (entries.length === 0) {
-    if (src.kind === "dir") throw new BuildError(`--microcode ${root}: no blobs in ${root}/intel-ucode or ${root}/amd-ucode`);
-    return { entries, note: `microcode: none found in ${root}/intel-ucode or amd-ucode (install intel-microcode or amd64-microcode to ship it)` };
+    if (src.kind === "dir") throw new BuildError(`--microcode ${root}: no blobs in ${wanted.map((v) => `${root}/${v.dir}`).join(" or ")}${skippedNote}`);
+    return { entries, note: `microcode: none found in ${wanted.map((v) => `${root}/${v.dir}`).join(" or ")} (install intel-microcode or amd64-microcode to ship it)${builtInNote}${skippedNote}` };
   }
   const said = found.filter((f) => f.names.length > 0).map((f) => `${f.vendorFile} from ${f.names.length} blob(s)`);
-  return { entries, note: `microcode: early archive with ${said.join(", ")}` };
+  return { entries, note: `microcode: early archive with ${said.join(", ")}${builtInNote}${skippedNote}` };
 }

@@ -14,6 +14,8 @@ describe("builder options: one table for flags, config file and help", () => {
       ],
     });
     expect(optionsFromArgv(["--help"])).toEqual({ help: true });
+    // Lists given twice add up; other options: the last wins.
+    expect(optionsFromArgv(["--add-modules", "a", "--add-modules=b,c", "--compress", "xz", "--compress", "gzip"])).toEqual({ "add-modules": ["a", "b", "c"], compress: "gzip" });
     expect(optionsFromArgv(["--no-config"])).toEqual({ config: "" });
   });
 

@@ -9,8 +9,8 @@
 //   add-modules = ["nbd", "nfsv4"]
 //   compress = "zstd"
 //   [[extra-files]]
-//   source = "/etc/bunboot/usr.hashes"
-//   dest = "/etc/bunboot/usr.hashes"
+//   source = "/etc/bunboot/motd"
+//   dest = "/etc/motd"
 //
 // Flags override the file, key by key.
 
@@ -31,7 +31,7 @@ export interface BuildOption {
 export const BUILD_OPTIONS: readonly BuildOption[] = [
   { name: "config", type: "string", arg: "FILE", help: "TOML file of options (default /etc/bunboot/bunboot.toml when it exists; --no-config reads none)", flagOnly: true },
   { name: "arch", type: "string", arg: "x64|arm64", choices: ["x64", "arm64"], help: "the machine the initrd boots (default: this host's); another architecture takes busybox, kmod, libraries and modules from .cache/sysroot-ARCH (scripts/arm64-sysroot.sh)" },
-  { name: "out", type: "string", arg: "FILE", help: "initrd to write (default dist/initrd.img below the current directory, dist/initrd-arm64.img for arm64; the compiled init goes beside it)" },
+  { name: "out", type: "string", arg: "FILE", help: "initrd to write (default dist/initrd.img below the current directory, dist/initrd-arm64.img for arm64, with the compiled init beside it as dist/bunboot-init; with --out the init is compiled in a scratch directory)" },
   { name: "compress", type: "string", arg: "zstd|xz|gzip|none", choices: ["zstd", "xz", "gzip", "none"], help: "compression (default zstd; none writes a cpio for CONFIG_INITRAMFS_SOURCE)" },
   { name: "compress-level", type: "int", arg: "N", help: "compressor level (default: zstd 19, xz 6, gzip 9)" },
   { name: "kernel-version", type: "string", arg: "VER", help: "kernel whose modules to ship (default: the newest in --modules-root)" },
@@ -187,7 +187,10 @@ export function optionsFromArgv(argv: readonly string[]): OptionValues {
       if (i + 1 >= argv.length) throw new OptionError(`--${name} needs a value (${o.arg ?? describeType(o)})`);
       value = argv[++i]!;
     }
-    out[name] = fromFlag(o, value);
+    const parsed = fromFlag(o, value);
+    // A list given twice adds up (--add-modules a --add-modules b), as lists on the kernel command line do.
+    const before = out[name];
+    out[name] = Array.isArray(before) && Array.isArray(parsed) ? ([...before, ...parsed] as OptionValues[string]) : parsed;
   }
   return out;
 }
