@@ -209,7 +209,9 @@ export function stage2Facts(consoleText: string): Record<string, string> {
   const facts: Record<string, string> = {};
   for (const line of consoleText.split("\n")) {
     const m = line.match(/STAGE2: ([a-z0-9_-]+)=(.*)$/);
-    if (m) facts[m[1]!] = m[2]!.trim();
+    // The kernel writes to the same console: a message can land in the
+    // middle of a line the test init echoes ("pid=1[    7.254263] IPv6: …").
+    if (m) facts[m[1]!] = m[2]!.replace(/\[\s*\d+\.\d{6}\] .*$/, "").trim();
   }
   return facts;
 }
