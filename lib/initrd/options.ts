@@ -14,6 +14,11 @@
 //
 // Flags override the file, key by key.
 
+import { FLATCAR_VERITY_HASH_OFFSET } from "../config.ts";
+import { ARCHES } from "./arch.ts";
+import { LAYOUTS } from "./initrd.ts";
+import { PROFILES } from "./modules.ts";
+
 export type OptionType = "string" | "int" | "list" | "bool" | "files";
 
 export interface BuildOption {
@@ -30,17 +35,17 @@ export interface BuildOption {
 
 export const BUILD_OPTIONS: readonly BuildOption[] = [
   { name: "config", type: "string", arg: "FILE", help: "TOML file of options (default /etc/bunboot/bunboot.toml when it exists; --no-config reads none)", flagOnly: true },
-  { name: "arch", type: "string", arg: "x64|arm64", choices: ["x64", "arm64"], help: "the machine the initrd boots (default: this host's); another architecture takes busybox, kmod, libraries and modules from .cache/sysroot-ARCH (scripts/arm64-sysroot.sh)" },
+  { name: "arch", type: "string", arg: ARCHES.join("|"), choices: ARCHES, help: "the machine the initrd boots (default: this host's); another architecture takes busybox, kmod, libraries and modules from .cache/sysroot-ARCH (scripts/arm64-sysroot.sh)" },
   { name: "out", type: "string", arg: "FILE", help: "initrd to write (default dist/initrd.img below the current directory, dist/initrd-arm64.img for arm64, with the compiled init beside it as dist/bunboot-init; with --out the init is compiled in a scratch directory)" },
   { name: "compress", type: "string", arg: "zstd|xz|gzip|none", choices: ["zstd", "xz", "gzip", "none"], help: "compression (default zstd; none writes a cpio for CONFIG_INITRAMFS_SOURCE)" },
   { name: "compress-level", type: "int", arg: "N", help: "compressor level (default: zstd 19, xz 6, gzip 9)" },
   { name: "kernel-version", type: "string", arg: "VER", help: "kernel whose modules to ship (default: the newest in --modules-root)" },
   { name: "modules-root", type: "string", arg: "DIR", help: "default /lib/modules (in the sysroot for another architecture)" },
   { name: "firmware-root", type: "string", arg: "DIR", help: "default /lib/firmware (in the sysroot for another architecture)" },
-  { name: "profile", type: "string", arg: "netboot|disk", choices: ["netboot", "disk"], help: "module set: netboot (default) has the disk controllers, the NIC drivers and NBD/NFS of diskless boots; disk leaves the network out" },
+  { name: "profile", type: "string", arg: Object.keys(PROFILES).join("|"), choices: Object.keys(PROFILES), help: "module set: netboot (default) has the disk controllers, the NIC drivers and NBD/NFS of diskless boots; disk leaves the network out" },
   { name: "add-modules", type: "list", arg: "a,b,...", help: "extra modules by name, .ko path or directory (trailing /) under kernel/" },
   { name: "omit-modules", type: "list", arg: "a,b,...", help: "modules to leave out of the profile's directories, beside the built-in list of ones stage 1 cannot use" },
-  { name: "verity-hash-offset", type: "int", arg: "N", help: "byte offset of the verity hash tree on /usr (default 1065345024, Flatcar's)" },
+  { name: "verity-hash-offset", type: "int", arg: "N", help: `byte offset of the verity hash tree on /usr (default ${FLATCAR_VERITY_HASH_OFFSET}, Flatcar's)` },
   { name: "sysroot", type: "string", arg: "DIR", help: "take busybox, kmod and their libraries from DIR (default /, or .cache/sysroot-ARCH)" },
   { name: "busybox", type: "string", arg: "PATH", help: "static busybox (default /bin/busybox)" },
   { name: "init-binary", type: "string", arg: "FILE", help: "use an already compiled init instead of compiling init/main.ts" },
@@ -48,7 +53,7 @@ export const BUILD_OPTIONS: readonly BuildOption[] = [
   { name: "usr-hashes", type: "string", arg: "FILE", help: "stream-hash list of the rd.usr.url= image (bunboot stream-hash IMAGE > FILE)" },
   { name: "sftp-key", type: "string", arg: "FILE", help: "SSH private key for sftp:// /usr images" },
   { name: "sftp-host-key", type: "string", arg: "SHA256:...", help: "pin the SFTP server's host key (ssh-keygen -lf)" },
-  { name: "layout", type: "string", arg: "flat|payload", choices: ["flat", "payload"], help: "payload (default): the init, tools, libraries and modules in a squashfs the kernel only copies; flat: one archive the kernel unpacks whole" },
+  { name: "layout", type: "string", arg: LAYOUTS.join("|"), choices: LAYOUTS, help: "payload (default): the init, tools, libraries and modules in a squashfs the kernel only copies; flat: one archive the kernel unpacks whole" },
   { name: "payload-block-size", type: "int", arg: "N", help: "squashfs block size of the payload image (default 1048576)" },
   { name: "emergency-password-hash", type: "string", arg: "HASH", help: "argon2id hash (Bun.password.hash) asked before any shell is given" },
   { name: "microcode", type: "string", arg: "auto|DIR|none", help: "CPU microcode in an uncompressed early archive in front of the initrd, for the kernel's early loader (x86): auto (default) takes --firmware-root's intel-ucode/ and amd-ucode/ and skips with a note when there are none or the kernel has microcode built in; DIR is laid out the same way; none leaves it out" },
