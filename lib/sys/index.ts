@@ -229,12 +229,22 @@ export function reboot(cmd: number): void {
 export const POLLIN = 1;
 /** Waits until fd is readable; false on timeout. */
 export function pollIn(fd: number, timeoutMs: number): boolean {
+  return pollFor(fd, POLLIN, timeoutMs);
+}
+
+/**
+ * Waits until fd has one of `events`; false on timeout (a negative timeout
+ * waits for good). A signal (EINTR) resumes the wait for the time left.
+ */
+function pollFor(fd: number, events: number, timeoutMs: number): boolean {
   const pfd = new Uint8Array(8);
   const v = new DataView(pfd.buffer);
   v.setInt32(0, fd, true);
-  v.setInt16(4, POLLIN, true);
+  v.setInt16(4, events, true);
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
-    const n = Number(c().poll(ptr(pfd), 1, timeoutMs));
+    const left = timeoutMs < 0 ? -1 : Math.max(0, Math.ceil(deadline - performance.now()));
+    const n = Number(c().poll(ptr(pfd), 1, left));
     if (n >= 0) return n > 0;
     const e = errno();
     if (e !== ERRNO.EINTR) throw new SysError("poll", e, `fd ${fd}`);
@@ -275,19 +285,6 @@ export function openUeventSocket(): number {
 const AF_INET = 2, SOCK_STREAM = 1, SOCK_RAW = 3, SOCK_NONBLOCK = 0o4000, NETLINK_GENERIC = 16;
 const F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0o4000, SO_ERROR = 4, POLLOUT = 4;
 
-function pollFor(fd: number, events: number, timeoutMs: number): boolean {
-  const pfd = new Uint8Array(8);
-  const v = new DataView(pfd.buffer);
-  v.setInt32(0, fd, true);
-  v.setInt16(4, events, true);
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const n = Number(c().poll(ptr(pfd), 1, Math.max(0, Math.ceil(deadline - performance.now()))));
-    if (n >= 0) return n > 0;
-    const e = errno();
-    if (e !== ERRNO.EINTR) throw new SysError("poll", e, `fd ${fd}`);
-  }
-}
 
 // The handshake's reads and writes wait without blocking the event loop:
 // a non-blocking attempt, then a short sleep (growing to 20 ms), so that PID
