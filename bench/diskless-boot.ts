@@ -8,12 +8,10 @@
 // weighs in RAM.
 import fs from "node:fs";
 import path from "node:path";
-import { formatStreamHashList, StreamHasher } from "../lib/streamhash.ts";
 import { parseBoot, median } from "../lib/bootlog.ts";
 import { startTestServer } from "../lib/testing/testserver.ts";
-import { initrdWith } from "../qemu-tests/harness/fixtures.ts";
 import { buildStage2, CACHE, usrWithFiller } from "../qemu-tests/harness/images.ts";
-import { CHUNK, guestUrl, userNic } from "../qemu-tests/harness/remote-usr.ts";
+import { guestUrl, initrdWithHashListText, streamHashListOf, userNic } from "../qemu-tests/harness/remote-usr.ts";
 import { GUEST_HOST, startNbdServer } from "../qemu-tests/harness/servers.ts";
 import { stage2Facts, Vm } from "../qemu-tests/harness/vm.ts";
 
@@ -44,9 +42,7 @@ export async function benchDisklessBoot(opts: { usrMiB: number; boots: number })
   const dir = path.join(CACHE, "bench-diskless");
   fs.mkdirSync(dir, { recursive: true });
   const { squashfs: image, verity } = usrWithFiller("bench-diskless", opts.usrMiB, buildStage2());
-  const hasher = new StreamHasher(CHUNK);
-  hasher.update(fs.readFileSync(image));
-  const initrd = initrdWith("bench-diskless-hashlist", [{ path: "etc/bunboot/usr.hashes", data: new TextEncoder().encode(formatStreamHashList(hasher.finish())) }]);
+  const initrd = initrdWithHashListText("bench-diskless-hashlist", streamHashListOf(fs.readFileSync(image)));
   const http = await startTestServer({ "/usr.squashfs": { path: image } });
   const nbd = await startNbdServer(path.join(dir, "nbd-server"), { usr: verity.path });
   const runs: { http: Run[]; nbd: Run[] } = { http: [], nbd: [] };

@@ -7,11 +7,10 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { startTestServer, type TestServer } from "../lib/testing/testserver.ts";
-import { fixtures, initrdWith } from "./harness/fixtures.ts";
+import { fixtures } from "./harness/fixtures.ts";
 import { expectHandover } from "./harness/handover.ts";
 import { CACHE, canaryBytes, sh, usrWithFiller } from "./harness/images.ts";
-import { bootRemoteToFailure, bootRemoteToStage2, CHUNK, guestUrl, userNic } from "./harness/remote-usr.ts";
-import { formatStreamHashList, StreamHasher } from "../lib/streamhash.ts";
+import { bootRemoteToFailure, bootRemoteToStage2, guestUrl, initrdWithHashListText, streamHashListOf, userNic } from "./harness/remote-usr.ts";
 import { freePort, GUEST_HOST, startNbdServer, type NbdServer } from "./harness/servers.ts";
 import { greeting, infoExport, reply } from "../lib/testing/nbd-script.ts";
 import { REP, TX_FLAG } from "../lib/netusr/nbd-protocol.ts";
@@ -52,11 +51,7 @@ function tamperedImage(): { path: string; offset: number } {
 const tampered = tamperedImage();
 // A /usr of some size for the RAM comparison: 96 MiB of incompressible filler.
 const big = usrWithFiller("usr-big", 96, fx.bootengine);
-const bigHashListInitrd = (() => {
-  const hasher = new StreamHasher(CHUNK);
-  hasher.update(fs.readFileSync(big.squashfs));
-  return initrdWith("big-hashlist", [{ path: "etc/bunboot/usr.hashes", data: new TextEncoder().encode(formatStreamHashList(hasher.finish())) }]);
-})();
+const bigHashListInitrd = initrdWithHashListText("big-hashlist", streamHashListOf(fs.readFileSync(big.squashfs)));
 let nbd: NbdServer;
 let http: TestServer;
 

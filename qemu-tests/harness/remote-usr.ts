@@ -29,15 +29,25 @@ export function remoteUsr(): RemoteUsr {
   if (cached) return cached;
   const file = fixtures().usrSquashfs;
   const image = fs.readFileSync(file);
-  const hasher = new StreamHasher(CHUNK);
-  hasher.update(image);
-  cached = { path: file, image, sha256: createHash("sha256").update(image).digest("hex"), hashList: formatStreamHashList(hasher.finish()) };
+  cached = { path: file, image, sha256: createHash("sha256").update(image).digest("hex"), hashList: streamHashListOf(image) };
   return cached;
 }
 
-/** dist/initrd.img plus the stream-hash list of remoteUsr(): rd.usr.url= alone is then verified. */
+/** The stream-hash list of an image, in CHUNK-byte chunks. */
+export function streamHashListOf(image: Uint8Array): string {
+  const hasher = new StreamHasher(CHUNK);
+  hasher.update(image);
+  return formatStreamHashList(hasher.finish());
+}
+
+/** dist/initrd.img plus a stream-hash list (as an appended cpio, named `name`): rd.usr.url= alone is then verified. */
+export function initrdWithHashListText(name: string, hashList: string): string {
+  return initrdWith(name, [{ path: "etc/bunboot/usr.hashes", data: new TextEncoder().encode(hashList) }]);
+}
+
+/** dist/initrd.img plus the stream-hash list of remoteUsr(). */
 export function initrdWithHashList(): string {
-  return initrdWith("hashlist", [{ path: "etc/bunboot/usr.hashes", data: new TextEncoder().encode(remoteUsr().hashList) }]);
+  return initrdWithHashListText("hashlist", remoteUsr().hashList);
 }
 
 /** A URL on a loopback test server as the guest reaches it through QEMU's user network. */
