@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { DEFAULT_PROFILE, DIRECTORY_OMISSIONS, ModuleSelectionError, PROFILES, type Profile } from "../lib/initrd/modules.ts";
+import { DEFAULT_PROFILE, DIRECTORY_OMISSIONS, ModuleSelectionError, omitFromProfile, PROFILES, type Profile } from "../lib/initrd/modules.ts";
 import { BuildError } from "../lib/initrd/tree.ts";
 import { compileInit } from "../lib/initrd/compile.ts";
 import { archInputs, checkCrossInputs, parseArch } from "../lib/initrd/arch.ts";
@@ -156,7 +156,7 @@ async function build(v: OptionValues, configFile: string | null): Promise<void> 
       kernelVersion: str("kernel-version"),
       modulesRoot: str("modules-root") ?? target.modulesRoot,
       firmwareRoot: str("firmware-root") ?? target.firmwareRoot,
-      modules: [...PROFILES[profile], ...list("add-modules")],
+      modules: [...omitFromProfile(PROFILES[profile], list("omit-modules")), ...list("add-modules")],
       profile,
       omitModules: [...DIRECTORY_OMISSIONS, ...list("omit-modules")],
       sysroot: str("sysroot") ?? target.sysroot,

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { newestKernel } from "./initrd.ts";
-import { DEFAULT_MODULES, DEFAULT_PROFILE, DIRECTORY_OMISSIONS, moduleName, modinfoValues, NIC_MODULES, NETWORK_USR_MODULES, parseBuiltin, parseModulesDep, PROFILES, selectModules, ModuleSelectionError } from "./modules.ts";
+import { DEFAULT_MODULES, DEFAULT_PROFILE, DIRECTORY_OMISSIONS, moduleName, modinfoValues, NIC_MODULES, NETWORK_USR_MODULES, parseBuiltin, omitFromProfile, parseModulesDep, PROFILES, selectModules, ModuleSelectionError } from "./modules.ts";
 
 const DEP = `kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
 kernel/lib/crc16.ko:
@@ -53,6 +53,14 @@ describe("module selection", () => {
     expect(PROFILES.netboot.filter((m) => !PROFILES.disk.includes(m))).toEqual([...NIC_MODULES, ...NETWORK_USR_MODULES]);
     expect(DEFAULT_MODULES).toEqual(PROFILES[DEFAULT_PROFILE]);
     for (const m of DIRECTORY_OMISSIONS) expect(m).toMatch(/^[a-z0-9_]+$/);
+  });
+
+  test("--omit-modules drops the profile's own entries it names, by module name or by the directory entry as listed", () => {
+    const profile = ["drivers/usb/host/", "sd_mod", "dm-verity", "ext4"];
+    expect(omitFromProfile(profile, ["sd-mod", "dm_verity.ko", "drivers/usb/host/"])).toEqual(["ext4"]);
+    // A directory is matched as written; a module name never matches a directory entry.
+    expect(omitFromProfile(profile, ["drivers/usb/", "host"])).toEqual(profile);
+    expect(omitFromProfile(profile, [])).toEqual(profile);
   });
 
   test("an alias can be requested by name", () => {

@@ -199,6 +199,19 @@ export function selectModules(index: ModuleIndex, requested: readonly string[], 
   return [...out].sort();
 }
 
+/**
+ * The profile's entries less those the user omits (--omit-modules): a module
+ * named in the profile, or one of its directory entries written as listed
+ * ("drivers/usb/host/"). A kernel configured without some of the profile's
+ * hardware (a kernel that embeds its initrd, say) omits those names instead
+ * of failing the build; a module named in --add-modules is not filtered here.
+ */
+export function omitFromProfile(entries: readonly string[], omit: readonly string[]): string[] {
+  const key = (e: string): string => (e.endsWith("/") ? e : moduleName(e));
+  const omitted = new Set(omit.map(key));
+  return entries.filter((e) => !omitted.has(key(e)));
+}
+
 /** Names of built-in modules from modules.builtin ("kernel/fs/ext4/ext4.ko" lines). */
 export function parseBuiltin(text: string): Set<string> {
   return new Set(text.split("\n").filter(Boolean).map(moduleName));

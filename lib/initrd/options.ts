@@ -44,7 +44,7 @@ export const BUILD_OPTIONS: readonly BuildOption[] = [
   { name: "firmware-root", type: "string", arg: "DIR", help: "default /lib/firmware (in the sysroot for another architecture)" },
   { name: "profile", type: "string", arg: Object.keys(PROFILES).join("|"), choices: Object.keys(PROFILES), help: "module set: netboot (default) has the disk controllers, the NIC drivers and NBD/NFS of diskless boots; disk leaves the network out" },
   { name: "add-modules", type: "list", arg: "a,b,...", help: "extra modules by name, .ko path or directory (trailing /) under kernel/" },
-  { name: "omit-modules", type: "list", arg: "a,b,...", help: "modules to leave out of the profile's directories, beside the built-in list of ones stage 1 cannot use" },
+  { name: "omit-modules", type: "list", arg: "a,b,...", help: "modules to leave out: names or directory entries of the profile's list, and modules its directories would select, beside the built-in list of ones stage 1 cannot use" },
   { name: "verity-hash-offset", type: "int", arg: "N", help: `byte offset of the verity hash tree on /usr (default ${FLATCAR_VERITY_HASH_OFFSET}, Flatcar's)` },
   { name: "sysroot", type: "string", arg: "DIR", help: "take busybox, kmod and their libraries from DIR (default /, or .cache/sysroot-ARCH)" },
   { name: "busybox", type: "string", arg: "PATH", help: "static busybox (default /bin/busybox)" },
