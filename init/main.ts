@@ -87,7 +87,7 @@ async function startDeviceManager(p: BootParams): Promise<void> {
   log.debug(`coldplug: ${n} modaliases`);
   // Not awaited here: dm-verity, loop and the filesystems load while the
   // disk controllers probe; the verity and mount steps wait for them.
-  baseModules = modules.load(BASE_MODULES, "base modules");
+  baseModules = modules.load(config?.baseModules ?? BASE_MODULES, "base modules");
 }
 
 /**

@@ -54,6 +54,14 @@ describe("defaults", () => {
     expect(parseConfig('{"verityHashOffset":512}').verityHashOffset).toBe(512);
   });
 
+  test("the base modules the kernel has are read back; a list that is no list of module names is refused, naming the file", () => {
+    expect(parseConfig('{"baseModules":["loop","dm_mod","dm-verity"]}').baseModules).toEqual(["loop", "dm_mod", "dm-verity"]);
+    expect(parseConfig("{}").baseModules).toBeUndefined();
+    for (const bad of ['"loop"', '[1]', '["-a"]', '["../x"]', '["a b"]', '[""]', JSON.stringify(Array(65).fill("loop"))]) {
+      expect(thrown(() => parseConfig(`{"baseModules":${bad}}`)).message).toStartWith(`${CONFIG_PATH}: baseModules must be a list of module names such as "dm_verity", got `);
+    }
+  });
+
   test("non-string build and kernel ids are turned into text", () => {
     expect(parseConfig('{"buildId":1234,"kernelVersion":6}')).toMatchObject({ buildId: "1234", kernelVersion: "6" });
   });

@@ -8,7 +8,9 @@ import os from "node:os";
 import path from "node:path";
 import { gunzipSync } from "node:zlib";
 import { decodeNewc } from "./cpio.ts";
+import { BASE_MODULES } from "../kmod.ts";
 import { buildInitrd, busyboxListArgv, newestKernel, type BuildOptions } from "./initrd.ts";
+import { parseBuiltin } from "./modules.ts";
 
 const REPO = path.resolve(import.meta.dir, "../..");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bunboot-initrd-test-"));
@@ -70,7 +72,11 @@ describe("buildInitrd", () => {
     // dm-verity's hard dependencies and ext4's soft dependency (an alias) came along.
     expect(modules).toEqual(expect.arrayContaining(["loop.ko", "ext4.ko", "jbd2.ko", "dm-verity.ko", "dm-bufio.ko", "dm-mod.ko", "crc32c_generic.ko"]));
     const config = JSON.parse(new TextDecoder().decode((byPath.get("etc/bunboot/config.json") as { data: Uint8Array }).data));
-    expect(config).toEqual({ verityHashOffset: 1065345024, buildId: r.buildId, kernelVersion: kver, arch: "x64" });
+    // Of the base modules, the options above ship loop, dm_mod and dm_verity (ext4 is no base
+    // module); the others count only where this kernel builds them in.
+    const builtin = parseBuiltin(fs.readFileSync(path.join("/lib/modules", kver, "modules.builtin"), "utf8"));
+    const expectedBase = BASE_MODULES.filter((m) => ["loop", "dm_mod", "dm_verity"].includes(m) || builtin.has(m));
+    expect(config).toEqual({ verityHashOffset: 1065345024, buildId: r.buildId, kernelVersion: kver, arch: "x64", baseModules: expectedBase });
     for (const e of entries) if ("data" in e && e.kind === "file") expect(e.path).not.toContain("..");
   }, 60_000);
 

@@ -337,7 +337,7 @@ function decompressModule(file: string): Uint8Array {
   return new Uint8Array(r.stdout);
 }
 
-function addModules(tree: InitrdTree, opts: BuildOptions, kver: string, log: (l: string) => void): { count: number; firmware: number } {
+function addModules(tree: InitrdTree, opts: BuildOptions, kver: string, log: (l: string) => void): { count: number; firmware: number; baseModules: string[] } {
   const src = path.join(opts.modulesRoot, kver);
   const read = (f: string) => (fs.existsSync(path.join(src, f)) ? fs.readFileSync(path.join(src, f), "utf8") : "");
   const index = parseModulesDep(read("modules.dep"), read("modules.softdep"), read("modules.alias"));
@@ -385,7 +385,9 @@ function addModules(tree: InitrdTree, opts: BuildOptions, kver: string, log: (l:
       }
     }
     log(`modules: ${selected.length} for ${kver} (${firmware.size} firmware files declared, ${fwCount} present and included)`);
-    return { count: selected.length, firmware: fwCount };
+    // The base modules this kernel has: an omitted one it lacks (sd_mod in a kernel without SCSI) is not asked for at boot.
+    const baseModules = BASE_MODULES.filter((m) => selected.includes(m) || builtin.has(m));
+    return { count: selected.length, firmware: fwCount, baseModules };
   } finally {
     fs.rmSync(stage, { recursive: true, force: true });
   }
@@ -546,7 +548,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
   for (const l of KMOD_LINKS) tree.symlink(`/sbin/${l}`, "/bin/kmod", "tools");
   // The compiled init is a glibc program too: its libraries join the closure.
   tree.addLibraries();
-  addModules(tree, opts, kver, log);
+  const { baseModules } = addModules(tree, opts, kver, log);
   // Last but for config.json, and before the build id, which they count in.
   addExtraFiles(tree, opts.extraFiles ?? []);
 
@@ -561,7 +563,7 @@ export async function buildInitrd(opts: BuildOptions): Promise<BuildResult> {
     .update(String(initSize))
     .digest("hex")
     .slice(0, 16);
-  const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver, ...(opts.profile ? { profile: opts.profile } : {}), arch };
+  const config: InitrdConfig = { verityHashOffset: opts.verityHashOffset, buildId, kernelVersion: kver, ...(opts.profile ? { profile: opts.profile } : {}), arch, baseModules };
   tree.file(CONFIG_PATH, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"), 0o644, "skeleton");
 
   fs.mkdirSync(path.dirname(opts.out), { recursive: true });
