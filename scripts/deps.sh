@@ -27,6 +27,7 @@ PACKAGES=(
   man-db groff-base         # man -l renders the generated man pages in a unit test
   nfs-ganesha nfs-ganesha-vfs  # a userspace NFSv4 server for the verity.usr=nfs:// and NFS /usr scenarios
   linux-libc-dev gcc binutils  # unit tests compare errno, dm ioctl layouts and ELF parsing against headers, cc and readelf
+  linux-source make bc flex bison libelf-dev  # the kexec scenario builds a small kernel with bunboot embedded (CONFIG_INITRAMFS_SOURCE)
 )
 
 missing=()

@@ -1,6 +1,6 @@
 // The disk of the kexec scenarios: an ESP (vfat, filled with mtools) with vmlinuz-a and vmlinuz-b
-// (the Debian kernel with each slot's verity root hash written at offset 64, as Flatcar's build
-// does), USR-A and USR-B holding the compiled `bunboot` CLI, an OEM partition with a grub.cfg,
+// (the Debian kernel, or for USR-B a kernel that embeds bunboot, with each slot's verity root hash
+// written at offset 64, as Flatcar's build does), USR-A and USR-B holding the compiled `bunboot` CLI, an OEM partition with a grub.cfg,
 // and GPT attributes that make USR-B the next slot with one try left.
 import fs from "node:fs";
 import path from "node:path";
@@ -37,7 +37,14 @@ echo "STAGE2: pid=$$"
 echo "STAGE2: slot=$slot"
 echo "STAGE2: verity=$(busybox cat /sys/block/dm-0/dm/name 2>&1)"
 echo "STAGE2: cmdline=$(busybox cat /proc/cmdline)"
+echo "STAGE2: kernel=$(busybox uname -r)"
+echo "STAGE2: modules=$(busybox cut -d' ' -f1 /proc/modules | busybox sort | busybox tr '\n' ' ')"
 if [ "$slot" = USR-A ]; then
+  if busybox grep -q bunboot_test.kexec_embedded /proc/cmdline; then
+    # The next kernel embeds its initramfs: no --initrd.
+    /sysusr/usr/bin/bunboot kexec
+    echo "STAGE2: kexec_exit=$?"
+  fi
   if busybox grep -q bunboot_test.kexec_disabled /proc/cmdline; then
     echo 1 > /proc/sys/kernel/kexec_load_disabled
     echo "STAGE2: kexec_load_disabled=$(busybox cat /proc/sys/kernel/kexec_load_disabled)"
@@ -88,9 +95,9 @@ export function buildKexecStage2(bunboot: string): string {
   return squashfs(dir, out);
 }
 
-/** A kernel image carrying `hash` at the architecture's verity offset. */
-export function kernelWithHash(out: string, hash: string): string {
-  const k = new Uint8Array(fs.readFileSync(kernelImage()));
+/** A copy of kernel image `kernel` carrying `hash` at the architecture's verity offset. */
+export function kernelWithHash(kernel: string, out: string, hash: string): string {
+  const k = new Uint8Array(fs.readFileSync(kernel));
   k.set(new TextEncoder().encode(hash), VERITY_HASH_OFFSET.x64!);
   fs.writeFileSync(out, k);
   return out;
@@ -113,6 +120,8 @@ export interface KexecFixtures {
   disk: string;
   usrA: VerityImage;
   usrB: VerityImage;
+  /** The OEM partition's ext4 image (grub.cfg). */
+  oem: string;
 }
 
 let cached: KexecFixtures | null = null;
@@ -136,20 +145,32 @@ export function kexecFixtures(): KexecFixtures {
   };
   const usrA = usr("a");
   const usrB = usr("b");
-  const empty = path.join(KEXEC_CACHE, "empty");
-  fs.writeFileSync(empty, "");
-  const esp = espImage(path.join(KEXEC_CACHE, "esp.vfat"), 32, {
-    "flatcar/vmlinuz-a": kernelWithHash(path.join(KEXEC_CACHE, "vmlinuz-a"), usrA.rootHash),
-    "flatcar/vmlinuz-b": kernelWithHash(path.join(KEXEC_CACHE, "vmlinuz-b"), usrB.rootHash),
-    "flatcar/first_boot": empty,
-  });
   const oemDir = path.join(KEXEC_CACHE, "oem-root");
   fs.rmSync(oemDir, { recursive: true, force: true });
   fs.mkdirSync(oemDir, { recursive: true });
   fs.writeFileSync(path.join(oemDir, "grub.cfg"), OEM_GRUB_CFG);
   const oem = ext4(oemDir, path.join(KEXEC_CACHE, "oem.ext4"), "OEM", 16);
-  const disk = gptDisk(path.join(KEXEC_CACHE, "kexec.disk"), [
-    { label: "EFI-SYSTEM", type: "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", sizeBytes: 32 << 20, image: esp },
+  const disk = kexecDisk("kexec", { usrA, usrB, oem, vmlinuzB: kernelImage(), espMiB: 32 });
+  cached = { disk, usrA, usrB, oem };
+  return cached;
+}
+
+/**
+ * The Flatcar disk of the kexec scenarios: an ESP with the two slots' kernels (each carrying its
+ * slot's root hash), USR-A and USR-B, the OEM partition, and GPT attributes that make USR-B the
+ * next slot with one try left. `vmlinuzB` is the kernel the update ships.
+ */
+export function kexecDisk(name: string, parts: { usrA: VerityImage; usrB: VerityImage; oem: string; vmlinuzB: string; espMiB: number }): string {
+  const { usrA, usrB, oem, vmlinuzB, espMiB } = parts;
+  const empty = path.join(KEXEC_CACHE, "empty");
+  fs.writeFileSync(empty, "");
+  const esp = espImage(path.join(KEXEC_CACHE, `${name}-esp.vfat`), espMiB, {
+    "flatcar/vmlinuz-a": kernelWithHash(kernelImage(), path.join(KEXEC_CACHE, `${name}-vmlinuz-a`), usrA.rootHash),
+    "flatcar/vmlinuz-b": kernelWithHash(vmlinuzB, path.join(KEXEC_CACHE, `${name}-vmlinuz-b`), usrB.rootHash),
+    "flatcar/first_boot": empty,
+  });
+  const disk = gptDisk(path.join(KEXEC_CACHE, `${name}.disk`), [
+    { label: "EFI-SYSTEM", type: "c12a7328-f81f-11d2-ba4b-00a0c93ec93b", sizeBytes: espMiB << 20, image: esp },
     { label: "BIOS-BOOT", type: "21686148-6449-6e6f-744e-656564454649", sizeBytes: 1 << 20 },
     { label: "USR-A", type: USR_TYPE, uuid: USR_A_UUID, sizeBytes: FLATCAR_USR_BYTES, image: usrA.path },
     { label: "USR-B", type: USR_TYPE, uuid: USR_B_UUID, sizeBytes: FLATCAR_USR_BYTES, image: usrB.path },
@@ -157,14 +178,13 @@ export function kexecFixtures(): KexecFixtures {
   ]);
   // USR-A: priority 1, successful (the running system). USR-B: priority 2, one try (the update).
   sh(["/usr/sbin/sgdisk", "--attributes=3:set:48", "--attributes=3:set:56", "--attributes=4:set:49", "--attributes=4:set:52", disk], "sgdisk --attributes");
-  cached = { disk, usrA, usrB };
-  return cached;
+  return disk;
 }
 
-/** A writable copy of the pristine disk for one scenario (sparse: the /usr partitions are mostly zeros). */
-export function diskCopy(name: string): string {
+/** A writable copy of a pristine disk (default: the kexec disk) for one scenario (sparse: the /usr partitions are mostly zeros). */
+export function diskCopy(name: string, pristine = kexecFixtures().disk): string {
   const out = path.join(KEXEC_CACHE, `${name}.disk`);
   fs.rmSync(out, { force: true });
-  sh(["/usr/bin/cp", "--sparse=always", kexecFixtures().disk, out], "copy disk");
+  sh(["/usr/bin/cp", "--sparse=always", pristine, out], "copy disk");
   return out;
 }

@@ -7,6 +7,8 @@ import type { Subprocess } from "bun";
 
 export const REPO = path.resolve(import.meta.dir, "../..");
 export const DIST_INITRD = path.join(REPO, "dist/initrd.img");
+/** The compiled init inside it (the builder writes it beside the initrd). */
+export const DIST_INIT_BINARY = path.join(REPO, "dist/bunboot-init");
 
 export function kernelImage(): string {
   const fromEnv = process.env.BUNBOOT_KERNEL;
