@@ -77,7 +77,7 @@ function readCommandLine(): BootParams {
 /** Loading of BASE_MODULES, started by the device manager step; awaited where they are needed. */
 let baseModules: Promise<void> = Promise.resolve();
 
-async function startDeviceManager(p: BootParams): Promise<void> {
+async function startDeviceManager(p: BootParams, cfg: InitrdConfig): Promise<void> {
   // kmod reads modprobe.blacklist= from /proc/cmdline itself; the dracut
   // name needs a config file it reads the same way.
   writeBlacklist(p.driverBlacklist);
@@ -87,7 +87,7 @@ async function startDeviceManager(p: BootParams): Promise<void> {
   log.debug(`coldplug: ${n} modaliases`);
   // Not awaited here: dm-verity, loop and the filesystems load while the
   // disk controllers probe; the verity and mount steps wait for them.
-  baseModules = modules.load(config?.baseModules ?? BASE_MODULES, "base modules");
+  baseModules = modules.load(cfg.baseModules ?? BASE_MODULES, "base modules");
 }
 
 /**
@@ -186,7 +186,7 @@ async function boot(attempt: number, signal: AbortSignal): Promise<never> {
   if (appendedUsrSquashfs && p.usrUrl) log.info(`rd.usr.url= is ignored: the appended /usr.squashfs wins`);
 
   await breakpoint("pre-udev");
-  await step(signal, "device-manager", () => startDeviceManager(p));
+  await step(signal, "device-manager", () => startDeviceManager(p, cfg));
 
   // rd.usr.url= implies rd.neednet=1.
   // A network source of /usr implies it too.

@@ -54,11 +54,13 @@ describe("defaults", () => {
     expect(parseConfig('{"verityHashOffset":512}').verityHashOffset).toBe(512);
   });
 
-  test("the base modules the kernel has are read back; a list that is no list of module names is refused, naming the file", () => {
-    expect(parseConfig('{"baseModules":["loop","dm_mod","dm-verity"]}').baseModules).toEqual(["loop", "dm_mod", "dm-verity"]);
+  test("the base modules the kernel has are read back; anything but a list of base modules is refused, naming the file", () => {
+    expect(parseConfig('{"baseModules":["loop","dm_mod","dm_verity"]}').baseModules).toEqual(["loop", "dm_mod", "dm_verity"]);
+    // None of them (every one left out) is not the same as an initrd that does not say (all of them).
+    expect(parseConfig('{"baseModules":[]}').baseModules).toEqual([]);
     expect(parseConfig("{}").baseModules).toBeUndefined();
-    for (const bad of ['"loop"', '[1]', '["-a"]', '["../x"]', '["a b"]', '[""]', JSON.stringify(Array(65).fill("loop"))]) {
-      expect(thrown(() => parseConfig(`{"baseModules":${bad}}`)).message).toStartWith(`${CONFIG_PATH}: baseModules must be a list of module names such as "dm_verity", got `);
+    for (const bad of ['"loop"', "{}", "null", "[1]", '["-a"]', '["../x"]', '["ext4"]', '["dm-verity"]', '[""]']) {
+      expect(thrown(() => parseConfig(`{"baseModules":${bad}}`)).message).toStartWith(`${CONFIG_PATH}: baseModules must be a list of base modules (sd_mod, loop, dm_mod, dm_verity, squashfs, overlay), got `);
     }
   });
 

@@ -3,6 +3,7 @@
 // from the command line instead.
 import fs from "node:fs";
 import { messageOf } from "./errors.ts";
+import { BASE_MODULES } from "./kmod.ts";
 
 import { CONFIG_PATH } from "./paths.ts";
 /** Flatcar's hash offset: 260094 data blocks of 4096 bytes. */
@@ -10,9 +11,6 @@ export const FLATCAR_VERITY_HASH_OFFSET = 1065345024;
 
 /** The PHC string form Bun.password.hash writes: $argon2id$v=19$m=..,t=..,p=..$salt$hash. */
 export const ARGON2ID_HASH = /^\$argon2id\$v=19\$m=\d{1,7},t=\d{1,4},p=\d{1,3}\$[A-Za-z0-9+/]{11,128}\$[A-Za-z0-9+/]{16,128}$/;
-
-/** A kernel module name as modprobe takes it (no path, no option). */
-const MODULE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/;
 
 export interface InitrdConfig {
   /** Byte offset of the verity superblock on the /usr partition. */
@@ -27,7 +25,7 @@ export interface InitrdConfig {
   /**
    * The base modules (lib/kmod.ts BASE_MODULES) this initrd's kernel has, shipped or built in.
    * A kernel configured without one (no SCSI, so no sd_mod) leaves it out, and the init does
-   * not ask modprobe for it. Absent: built before this field, all of them.
+   * not ask modprobe for it. Absent (built before this field): all of them.
    */
   baseModules?: string[];
 }
@@ -50,8 +48,8 @@ export function parseConfig(text: string, where = CONFIG_PATH): InitrdConfig {
   if (o.arch !== undefined && o.arch !== "x64" && o.arch !== "arm64") {
     throw new Error(`${where}: arch must be "x64" or "arm64", got ${JSON.stringify(o.arch).slice(0, 60)}`);
   }
-  if (o.baseModules !== undefined && (!Array.isArray(o.baseModules) || o.baseModules.length > 64 || !o.baseModules.every((m) => typeof m === "string" && MODULE_NAME.test(m)))) {
-    throw new Error(`${where}: baseModules must be a list of module names such as "dm_verity", got ${JSON.stringify(o.baseModules).slice(0, 60)}`);
+  if (o.baseModules !== undefined && (!Array.isArray(o.baseModules) || !o.baseModules.every((m) => BASE_MODULES.includes(m)))) {
+    throw new Error(`${where}: baseModules must be a list of base modules (${BASE_MODULES.join(", ")}), got ${JSON.stringify(o.baseModules).slice(0, 60)}`);
   }
   return {
     verityHashOffset: off,
@@ -59,7 +57,8 @@ export function parseConfig(text: string, where = CONFIG_PATH): InitrdConfig {
     kernelVersion: String(o.kernelVersion ?? "unknown"),
     ...(o.profile ? { profile: o.profile } : {}),
     ...(o.arch ? { arch: o.arch } : {}),
-    ...(o.baseModules ? { baseModules: o.baseModules as string[] } : {}),
+    // An empty list (a kernel with all of them left out) is not an absent one (all of them).
+    ...(o.baseModules !== undefined ? { baseModules: o.baseModules as string[] } : {}),
   };
 }
 
