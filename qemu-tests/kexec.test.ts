@@ -28,6 +28,12 @@ function boot1Append(usrHash: string, extra = ""): string {
   return `mount.usr=/dev/mapper/usr verity.usr=PARTUUID=${USR_A_UUID} rootflags=rw mount.usrflags=ro consoleblank=0 root=LABEL=ROOT verity.usrhash=${usrHash} ${KEXEC_DRIVERS} ${extra}`.trim();
 }
 
+/**
+ * What the kernel prints when it unpacks an initrd a boot loader (or kexec) gave it: the first
+ * with CONFIG_BLK_DEV_RAM, the second without. A built-in initramfs prints neither.
+ */
+const INITRD_FROM_LOADER = /Trying to unpack rootfs image as initramfs|Unpacking initramfs/;
+
 function kernelBoots(out: string): number {
   return out.split("\n").filter((l) => /\] Linux version \d/.test(l)).length;
 }
@@ -131,7 +137,7 @@ describe("kexec reboot into the next /usr slot", () => {
     const boot1 = out.slice(0, boot2From);
     const boot2 = out.slice(boot2From);
     // Boot 1: the Debian kernel with an initrd from the boot loader, loading the next kernel alone.
-    expect(boot1).toContain("Trying to unpack rootfs image as initramfs");
+    expect(boot1).toMatch(INITRD_FROM_LOADER);
     expect(boot1).toContain("bunboot kexec:   kernel:     flatcar/vmlinuz-b on the ESP");
     expect(boot1).toContain("bunboot kexec:   initrd:     none (the kernel embeds its initramfs: KEXEC_FILE_NO_INITRAMFS)");
     expect(boot1).toContain("bunboot kexec: GPT updated");
@@ -139,8 +145,8 @@ describe("kexec reboot into the next /usr slot", () => {
     // Boot 2, in the same QEMU run: the embedded kernel, no initrd handed over, bunboot from the
     // flat archive inside the kernel image, loading that kernel's own modules.
     expect(kernelBoots(out)).toBe(2);
-    expect(boot2).toMatch(new RegExp(`\\] Linux version ${kernel.release.replace(/\./g, "\\.")} `));
-    expect(boot2).not.toContain("Trying to unpack rootfs image as initramfs");
+    expect(boot2).toContain(`] Linux version ${kernel.release} `);
+    expect(boot2).not.toMatch(INITRD_FROM_LOADER);
     expect(boot2).toContain("bunboot starting (PID 1, flat initramfs)");
     // The builder wrote down which base modules this kernel has (no sd_mod: no SCSI here).
     expect(boot2).not.toContain("(base modules) exited");
@@ -153,5 +159,6 @@ describe("kexec reboot into the next /usr slot", () => {
     expect(boot2).toContain(`bunboot kexec:   usr slot:   USR-B (partition 4, PARTUUID ${USR_B_UUID}): priority=2 tries=0 successful=0`);
     expect(boot2).toContain("STAGE2: dryrun_exit=0");
     expect(attrs(disk, 4)).toBe("GUID:49");
-  }, 1_800_000);
+    // The kernel build (about 4 minutes from nothing on 2 CPUs) comes on top of two boots.
+  }, 2 * RUN_MS + 1_200_000);
 });

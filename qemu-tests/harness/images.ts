@@ -21,8 +21,9 @@ export const FLATCAR_USR_BYTES = 1024 * 1024 * 1024;
 export const FLATCAR_HASH_OFFSET = 1065345024;
 
 /** Runs an image tool that must succeed; its stdout. */
-export function sh(argv: string[], what: string, opts: { stdin?: string; env?: Record<string, string> } = {}): string {
+export function sh(argv: string[], what: string, opts: { stdin?: string; env?: Record<string, string>; cwd?: string } = {}): string {
   const r = Bun.spawnSync(argv, {
+    cwd: opts.cwd,
     stdin: opts.stdin ? Buffer.from(opts.stdin) : undefined,
     stderr: "pipe",
     stdout: "pipe",
