@@ -106,6 +106,8 @@ async function build(v: OptionValues, configFile: string | null): Promise<void> 
   const verityHashOffset = int("verity-hash-offset") ?? FLATCAR_VERITY_HASH_OFFSET;
   if (verityHashOffset % 4096 !== 0 || verityHashOffset === 0) throw new UsageError(`--verity-hash-offset must be a positive multiple of 4096, got ${verityHashOffset}`);
   const layout = (str("layout") ?? DEFAULT_LAYOUT) as Layout;
+  const payloadCompress = str("payload-compress") as Compression | undefined;
+  if (payloadCompress !== undefined && layout !== "payload") throw new UsageError(`--payload-compress applies to --layout payload only (the ${layout} layout has no payload image)`);
   let arch: ReturnType<typeof parseArch>;
   try {
     arch = parseArch(str("arch"), process.arch);
@@ -172,6 +174,7 @@ async function build(v: OptionValues, configFile: string | null): Promise<void> 
       microcode: parseMicrocodeOption(str("microcode"), str("firmware-root") ?? target.firmwareRoot),
       layout,
       payloadBlockSize: int("payload-block-size"),
+      payloadCompress,
     });
     const mib = (n: number) => (n / 1048576).toFixed(1).padStart(7) + " MiB";
     console.log(

@@ -33,6 +33,15 @@ function options(out: string, extra: Partial<BuildOptions> = {}): BuildOptions {
   };
 }
 
+/** The payload image of an uncompressed payload-layout initrd: a file of the archive after the first. */
+function payloadImage(file: Uint8Array): Uint8Array | null {
+  // The kernel skips the zero bytes that pad an archive's end to 4 bytes; so does this.
+  let at = decodeNewc(file).end;
+  while (at < file.length && file[at] === 0) at++;
+  const e = decodeNewc(file.subarray(at)).entries.find((x) => x.path.replace(/^\//, "") === ".payload.img");
+  return e?.kind === "file" ? e.data : null;
+}
+
 describe("buildInitrd", () => {
   test("two builds of the same inputs are byte-identical", async () => {
     const a = await buildInitrd(options("a.cpio"));
@@ -149,6 +158,29 @@ describe("buildInitrd", () => {
     expect(list).not.toContain("veritysetup");
   }, 120_000);
 
+  test("payload layout for CONFIG_INITRAMFS_SOURCE: plain archives, the image still compressed with --payload-compress", async () => {
+    // squashfs superblock: compressor id at byte 20 (1 gzip, 6 zstd); flags at 24, bits 0 and 1
+    // mark uncompressed inodes and data.
+    const superblock = async (extra: Partial<BuildOptions>): Promise<{ file: Uint8Array; compressor: number; uncompressedData: boolean }> => {
+      const r = await buildInitrd(options(`pc-${extra.compress}-${extra.payloadCompress}.cpio`, { layout: "payload", compressLevel: 1, ...extra }));
+      const file = new Uint8Array(fs.readFileSync(r.out));
+      const image = payloadImage(file);
+      expect(image).not.toBeNull();
+      const sb = Buffer.from(image!.subarray(0, 96));
+      expect(sb.readUInt32LE(0)).toBe(0x73717368); // "hsqs"
+      return { file, compressor: sb.readUInt16LE(20), uncompressedData: (sb.readUInt16LE(24) & 0b11) === 0b11 };
+    };
+    const embedded = await superblock({ compress: "none", payloadCompress: "zstd" });
+    // Both archives are plain newc, as the kernel build takes them, and the image is zstd.
+    expect(Buffer.from(embedded.file.subarray(0, 6)).toString()).toBe("070701");
+    expect(embedded.compressor).toBe(6);
+    expect(embedded.uncompressedData).toBe(false);
+    // Without --payload-compress the image follows --compress, none included.
+    const plain = await superblock({ compress: "none" });
+    expect(plain.uncompressedData).toBe(true);
+    expect(plain.file.length).toBeGreaterThan(embedded.file.length);
+  }, 120_000);
+
   test("gzip output unpacks to the same archive", async () => {
     const plain = await buildInitrd(options("d.cpio"));
     const gz = await buildInitrd(options("d.cpio.gz", { compress: "gzip", compressLevel: 1 }));
@@ -260,6 +292,10 @@ describe("build.ts rejects bad input with a clear message", () => {
 
   test("bad option values", () => {
     expect(cli("--compress", "lz4").err).toContain('--compress expects zstd, xz, gzip or none, got "lz4"');
+    expect(cli("--payload-compress", "lz4").err).toContain('--payload-compress expects zstd, xz, gzip or none, got "lz4"');
+    const flat = cli("--layout", "flat", "--payload-compress", "zstd");
+    expect(flat.code).toBe(2);
+    expect(flat.err).toContain("--payload-compress applies to --layout payload only (the flat layout has no payload image)");
     expect(cli("--verity-hash-offset", "100").err).toContain("--verity-hash-offset must be a positive multiple of 4096, got 100");
     expect(cli("--frobnicate").err).toContain("unknown option --frobnicate");
     // A bcrypt hash, or a password given by mistake, would lock every console of the fleet.

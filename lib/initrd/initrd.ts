@@ -22,6 +22,7 @@ import { messageOf } from "../errors.ts";
 import { ARCH_SPECS, searchDirsFor, type Arch } from "./arch.ts";
 
 export type Compression = "zstd" | "xz" | "gzip" | "none";
+export const COMPRESSIONS: readonly Compression[] = ["zstd", "xz", "gzip", "none"];
 
 export type Layout = "flat" | "payload";
 export const LAYOUTS: readonly Layout[] = ["flat", "payload"];
@@ -83,6 +84,12 @@ export interface BuildOptions {
   layout?: Layout;
   /** squashfs block size of the payload image (bytes, power of two, 4 KiB .. 1 MiB). */
   payloadBlockSize?: number;
+  /**
+   * Compression of the payload image (default: `compress`). For an archive linked into the kernel
+   * the archive stays uncompressed (`compress` none) while the image keeps its own compression,
+   * so the kernel image carries the squashfs as it is instead of the whole init unpacked.
+   */
+  payloadCompress?: Compression;
   /**
    * The target architecture (lib/initrd/arch.ts): every binary must be of it,
    * libraries are looked up in its multiarch directories, and config.json
@@ -622,12 +629,15 @@ function makeSquashfs(entries: CpioEntry[], opts: BuildOptions): Uint8Array {
     const out = path.join(stage, "payload.img");
     const bs = opts.payloadBlockSize ?? 1 << 20;
     if (!Number.isInteger(Math.log2(bs)) || bs < 4096 || bs > 1 << 20) throw new BuildError(`--payload-block-size must be a power of two from 4096 to 1048576, got ${bs}`);
+    const compress = opts.payloadCompress ?? opts.compress;
+    // --compress-level is the archive's; it serves the image only when both use one compressor.
+    const level = compress === opts.compress ? opts.compressLevel : undefined;
     const comp =
-      opts.compress === "none"
+      compress === "none"
         ? ["-noI", "-noD", "-noF", "-noX"]
-        : opts.compress === "xz"
+        : compress === "xz"
           ? ["-comp", "xz"]
-          : ["-comp", opts.compress, "-Xcompression-level", String(opts.compressLevel ?? (opts.compress === "zstd" ? 19 : 9))];
+          : ["-comp", compress, "-Xcompression-level", String(level ?? (compress === "zstd" ? 19 : 9))];
     const argv = ["mksquashfs", root, out, "-noappend", "-quiet", "-no-progress", "-all-root", "-no-xattrs", "-mkfs-time", String(opts.sourceDateEpoch ?? 0), "-all-time", String(opts.sourceDateEpoch ?? 0), "-b", String(bs), ...comp];
     // mksquashfs 4.5+ reads SOURCE_DATE_EPOCH itself and refuses it beside
     // the explicit times: the times are ours, given above.

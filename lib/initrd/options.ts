@@ -16,7 +16,7 @@
 
 import { FLATCAR_VERITY_HASH_OFFSET } from "../config.ts";
 import { ARCHES } from "./arch.ts";
-import { LAYOUTS } from "./initrd.ts";
+import { COMPRESSIONS, LAYOUTS } from "./initrd.ts";
 import { PROFILES } from "./modules.ts";
 
 export type OptionType = "string" | "int" | "list" | "bool" | "files";
@@ -37,7 +37,7 @@ export const BUILD_OPTIONS: readonly BuildOption[] = [
   { name: "config", type: "string", arg: "FILE", help: "TOML file of options (default /etc/bunboot/bunboot.toml when it exists; --no-config reads none)", flagOnly: true },
   { name: "arch", type: "string", arg: ARCHES.join("|"), choices: ARCHES, help: "the machine the initrd boots (default: this host's); another architecture takes busybox, kmod, libraries and modules from .cache/sysroot-ARCH (scripts/arm64-sysroot.sh)" },
   { name: "out", type: "string", arg: "FILE", help: "initrd to write (default dist/initrd.img below the current directory, dist/initrd-arm64.img for arm64, with the compiled init beside it as dist/bunboot-init; with --out the init is compiled in a scratch directory)" },
-  { name: "compress", type: "string", arg: "zstd|xz|gzip|none", choices: ["zstd", "xz", "gzip", "none"], help: "compression (default zstd; none writes a cpio for CONFIG_INITRAMFS_SOURCE)" },
+  { name: "compress", type: "string", arg: COMPRESSIONS.join("|"), choices: COMPRESSIONS, help: "compression (default zstd; none writes a cpio for CONFIG_INITRAMFS_SOURCE)" },
   { name: "compress-level", type: "int", arg: "N", help: "compressor level (default: zstd 19, xz 6, gzip 9)" },
   { name: "kernel-version", type: "string", arg: "VER", help: "kernel whose modules to ship (default: the newest in --modules-root)" },
   { name: "modules-root", type: "string", arg: "DIR", help: "default /lib/modules (in the sysroot for another architecture)" },
@@ -54,6 +54,7 @@ export const BUILD_OPTIONS: readonly BuildOption[] = [
   { name: "sftp-key", type: "string", arg: "FILE", help: "SSH private key for sftp:// /usr images" },
   { name: "sftp-host-key", type: "string", arg: "SHA256:...", help: "pin the SFTP server's host key (ssh-keygen -lf)" },
   { name: "layout", type: "string", arg: LAYOUTS.join("|"), choices: LAYOUTS, help: "payload (default): the init, tools, libraries and modules in a squashfs the kernel only copies; flat: one archive the kernel unpacks whole" },
+  { name: "payload-compress", type: "string", arg: COMPRESSIONS.join("|"), choices: COMPRESSIONS, help: "compression of the payload layout's squashfs image (default: --compress's); with --compress none for CONFIG_INITRAMFS_SOURCE, zstd keeps the image compressed inside the kernel" },
   { name: "payload-block-size", type: "int", arg: "N", help: "squashfs block size of the payload image (default 1048576)" },
   { name: "emergency-password-hash", type: "string", arg: "HASH", help: "argon2id hash (Bun.password.hash) asked before any shell is given" },
   { name: "microcode", type: "string", arg: "auto|DIR|none", help: "CPU microcode in an uncompressed early archive in front of the initrd, for the kernel's early loader (x86): auto (default) takes --firmware-root's intel-ucode/ and amd-ucode/ and skips with a note when there are none or the kernel has microcode built in; DIR is laid out the same way; none leaves it out" },
